@@ -44,9 +44,15 @@ func startForwarding(t *testing.T, exporter string) (*harness.Backend, *harness.
 // backend exactly as sent, through both exporters.
 func TestFixtureArrivesIntact(t *testing.T) {
 	sends := map[string]func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error{
-		"grpc":       func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error { return harness.SendGRPC(ctx, col.GRPCEndpoint, td) },
-		"http-proto": func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error { return harness.SendHTTP(ctx, "http://"+col.HTTPEndpoint, "proto", td) },
-		"http-json":  func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error { return harness.SendHTTP(ctx, "http://"+col.HTTPEndpoint, "json", td) },
+		"grpc": func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error {
+			return harness.SendGRPC(ctx, col.GRPCEndpoint, td)
+		},
+		"http-proto": func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error {
+			return harness.SendHTTP(ctx, "http://"+col.HTTPEndpoint, "proto", td)
+		},
+		"http-json": func(ctx context.Context, col *harness.Collector, td ptrace.Traces) error {
+			return harness.SendHTTP(ctx, "http://"+col.HTTPEndpoint, "json", td)
+		},
 	}
 	for _, exporter := range []string{"grpc", "http"} {
 		for name, send := range sends {
