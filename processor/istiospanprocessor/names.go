@@ -154,10 +154,13 @@ func (n *nameNormalizer) normalizeResource(rss ptrace.ResourceSpansSlice, rs ptr
 	switch {
 	case g.spans == 0:
 		// No Istio spans: the resource passes through untouched.
+	case n.format == FormatPreserve && !n.semconv:
+		// Nothing to write, so nothing to split: a no-op by configuration.
+		c.untouched[reasonPreserve] += g.spans
 	case mixed || others:
 		n.split(rss, rs, c)
 	default:
-		n.apply(rs.Resource(), &g, c)
+		n.apply(rs.Resource(), &g, true, c)
 	}
 }
 
@@ -177,7 +180,10 @@ func otherReason(attrs pcommon.Map, status istio.TagStatus) untouchedReason {
 
 // apply names res for the workload g and adds semconv attributes. When
 // nothing needs to change it only reads, so it does not allocate.
-func (n *nameNormalizer) apply(res pcommon.Resource, g *group, c *nameCounts) {
+// ownName says whether the resource's service.name was given to g's workload,
+// which APP_LABEL_AND_NAMESPACE needs to keep an incoming "<x>.N"; it is false
+// for split groups that only inherited another workload's name.
+func (n *nameNormalizer) apply(res pcommon.Resource, g *group, ownName bool, c *nameCounts) {
 	attrs := res.Attributes()
 	cur, hasName := attrs.Get(attrServiceName)
 	if hasName && cur.Type() != pcommon.ValueTypeStr {
@@ -188,7 +194,7 @@ func (n *nameNormalizer) apply(res pcommon.Resource, g *group, c *nameCounts) {
 	if hasName {
 		old = cur.Str()
 	}
-	rename := n.format != FormatPreserve && (!hasName || !n.nameIsRight(old, g.id))
+	rename := n.format != FormatPreserve && (!hasName || !n.nameIsRight(old, g.id, ownName))
 
 	var setNamespace, setK8sNamespace, setVersion bool
 	if n.semconv {
@@ -244,7 +250,7 @@ func (n *nameNormalizer) apply(res pcommon.Resource, g *group, c *nameCounts) {
 
 // nameIsRight reports whether name already has the configured format for id,
 // without building the target string.
-func (n *nameNormalizer) nameIsRight(name string, id istio.Identity) bool {
+func (n *nameNormalizer) nameIsRight(name string, id istio.Identity, ownName bool) bool {
 	switch n.format {
 	case FormatCanonicalNameOnly:
 		return name == id.CanonicalService
@@ -253,7 +259,10 @@ func (n *nameNormalizer) nameIsRight(name string, id istio.Identity) bool {
 	case FormatAppLabelAndNamespace:
 		// "<x>.N" for any non-empty x: the app label is not on the wire, so
 		// an incoming name of that form is trusted to be Istio's app name.
-		return len(name) > len(id.Namespace)+1 && hasDotSuffix(name, id.Namespace)
+		if isQualified(name, id.CanonicalService, id.Namespace) {
+			return true
+		}
+		return ownName && len(name) > len(id.Namespace)+1 && hasDotSuffix(name, id.Namespace)
 	default: // FormatPreserve
 		return true
 	}

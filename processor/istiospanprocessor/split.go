@@ -104,11 +104,35 @@ func (n *nameNormalizer) split(rss ptrace.ResourceSpansSlice, rs ptrace.Resource
 		return drop
 	})
 
+	owner := nameOwner(rs, order)
 	for _, k := range order {
-		if k == keep {
-			n.apply(rs.Resource(), groups[k], c)
-			continue
+		res := rs.Resource()
+		if k != keep {
+			res = dests[k].Resource()
 		}
-		n.apply(dests[k].Resource(), groups[k], c)
+		n.apply(res, groups[k], k == owner, c)
 	}
+}
+
+// nameOwner guesses which workload the merged resource's service.name was
+// given to, for APP_LABEL_AND_NAMESPACE's "keep an incoming <x>.N" rule: the
+// only workload in namespace N. With none or several, no group owns it and
+// each is named C.N, rather than one workload taking another's name.
+func nameOwner(rs ptrace.ResourceSpans, order []workloadKey) workloadKey {
+	v, ok := rs.Resource().Attributes().Get(attrServiceName)
+	if !ok {
+		return workloadKey{}
+	}
+	name := v.Str()
+	owner, found := workloadKey{}, 0
+	for _, k := range order {
+		if len(name) > len(k.n)+1 && hasDotSuffix(name, k.n) {
+			owner = k
+			found++
+		}
+	}
+	if found != 1 {
+		return workloadKey{}
+	}
+	return owner
 }
