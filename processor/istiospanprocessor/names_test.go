@@ -357,38 +357,3 @@ func TestAllocations(t *testing.T) {
 		assert.LessOrEqual(t, one, float64(20*2*2))
 	})
 }
-
-func BenchmarkProcess(b *testing.B) {
-	ctx := context.Background()
-	// 100 resources of 5 spans: Envoy flushes every 5 spans per proxy.
-	b.Run("already_normalised", func(b *testing.B) {
-		n := newTestNormalizer(b, FormatAppLabelAndNamespace, true)
-		td := manyResources(b, 100, 5)
-		n.normalize(ctx, td)
-		b.ReportAllocs()
-		for b.Loop() {
-			n.normalize(ctx, td)
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*500), "ns/span")
-	})
-	b.Run("rename_in_place", func(b *testing.B) {
-		fresh := manyResources(b, 100, 5)
-		n := newTestNormalizer(b, FormatCanonicalNameOnly, true)
-		batches := make([]ptrace.Traces, 0, 1024)
-		b.ReportAllocs()
-		for b.Loop() {
-			b.StopTimer()
-			if len(batches) == 0 {
-				for range cap(batches) {
-					td := ptrace.NewTraces()
-					fresh.CopyTo(td)
-					batches = append(batches, td)
-				}
-			}
-			td := batches[len(batches)-1]
-			batches = batches[:len(batches)-1]
-			b.StartTimer()
-			n.normalize(ctx, td)
-		}
-	})
-}

@@ -68,7 +68,7 @@ func TestTelemetry(t *testing.T) {
 		{
 			// One span per case in 30-odd-input.json: see its README entry.
 			name: "odd input", input: "30-odd-input.json",
-			format: FormatCanonicalNameAndNamespace,
+			format:    FormatCanonicalNameAndNamespace,
 			untouched: map[string]int64{"no_istio_tags": 1, "malformed_istio_tags": 15, "invalid_service_name": 2},
 		},
 	}
