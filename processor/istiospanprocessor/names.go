@@ -154,6 +154,9 @@ func (n *nameNormalizer) normalizeResource(rss ptrace.ResourceSpansSlice, rs ptr
 	switch {
 	case g.spans == 0:
 		// No Istio spans: the resource passes through untouched.
+	case !stringOrAbsent(rs.Resource().Attributes(), attrServiceName):
+		// Odd input: neither renamed nor split.
+		c.untouched[reasonInvalidServiceName] += g.spans
 	case n.format == FormatPreserve && !n.semconv:
 		// Nothing to write, so nothing to split: a no-op by configuration.
 		c.untouched[reasonPreserve] += g.spans
@@ -162,6 +165,11 @@ func (n *nameNormalizer) normalizeResource(rss ptrace.ResourceSpansSlice, rs ptr
 	default:
 		n.apply(rs.Resource(), &g, true, c)
 	}
+}
+
+func stringOrAbsent(attrs pcommon.Map, key string) bool {
+	v, ok := attrs.Get(key)
+	return !ok || v.Type() == pcommon.ValueTypeStr
 }
 
 func sameWorkload(a, b istio.Identity) bool {

@@ -357,3 +357,17 @@ func TestAllocations(t *testing.T) {
 		assert.LessOrEqual(t, one, float64(20*2*2))
 	})
 }
+
+func TestNonStringServiceNameIsNotSplit(t *testing.T) {
+	td := oneResource(t, map[string]any{"service.name": int64(7)},
+		proxySpanAttrs("productpage", "default", "v1"), proxySpanAttrs("reviews", "default", "v2"),
+		map[string]any{"http.request.method": "GET"})
+	before := ptrace.NewTraces()
+	td.CopyTo(before)
+	var c nameCounts
+	newTestNormalizer(t, FormatCanonicalNameAndNamespace, true).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+	assert.Equal(t, before, td)
+	assert.Equal(t, int64(2), c.untouched[reasonInvalidServiceName])
+	assert.Equal(t, int64(1), c.untouched[reasonNotIstio])
+	assert.Zero(t, c.split)
+}
