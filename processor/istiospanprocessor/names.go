@@ -193,11 +193,8 @@ func otherReason(attrs pcommon.Map, status istio.TagStatus) untouchedReason {
 // for split groups that only inherited another workload's name.
 func (n *nameNormalizer) apply(res pcommon.Resource, g *group, ownName bool, c *nameCounts) {
 	attrs := res.Attributes()
+	// Callers have checked that service.name is a string or absent.
 	cur, hasName := attrs.Get(attrServiceName)
-	if hasName && cur.Type() != pcommon.ValueTypeStr {
-		c.untouched[reasonInvalidServiceName] += g.spans
-		return
-	}
 	old := ""
 	if hasName {
 		old = cur.Str()
