@@ -89,7 +89,9 @@ func collectorWorkload(t *testing.T, objs []manifest.Object) policy.Workload {
 	return found[0]
 }
 
-func deployments(objs []manifest.Object) []*appsv1.Deployment { return ofType[*appsv1.Deployment](objs) }
+func deployments(objs []manifest.Object) []*appsv1.Deployment {
+	return ofType[*appsv1.Deployment](objs)
+}
 
 var (
 	binaryOnce sync.Once

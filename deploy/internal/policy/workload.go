@@ -111,13 +111,19 @@ func (w Workload) CollectorConfig(configMaps []*corev1.ConfigMap) (cmName, key, 
 			if v.Name != m.Name || v.ConfigMap == nil {
 				continue
 			}
+			key := file
+			for _, item := range v.ConfigMap.Items {
+				if item.Path == file {
+					key = item.Key
+				}
+			}
 			for _, cm := range configMaps {
 				if cm.Name == v.ConfigMap.Name {
-					data, ok := cm.Data[file]
+					data, ok := cm.Data[key]
 					if !ok {
 						return "", "", "", fmt.Errorf("%s: ConfigMap %s has no key %s", w.ID(), cm.Name, file)
 					}
-					return cm.Name, file, data, nil
+					return cm.Name, key, data, nil
 				}
 			}
 			return "", "", "", fmt.Errorf("%s: ConfigMap %s not found", w.ID(), v.ConfigMap.Name)
