@@ -26,6 +26,11 @@ MODULES := $(sort $(shell find . -name go.mod -not -path './.tools/*' -not -path
 # Sources the binary is built from: rebuild when any of them changes.
 BINARY_SOURCES := builder-config.yaml $(shell find distribution processor extension -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
 
+# The container image `make image` builds; deploy/kubernetes/base uses this name.
+IMAGE ?= ghcr.io/otelcol-istio/otelcol-istio:0.1.0
+# docker, else podman: whichever is installed.
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+
 # Short fuzzing per target in `make test`; `make fuzz` runs longer.
 FUZZ_TIME ?= 60s
 
@@ -85,6 +90,20 @@ validate: $(BINARY)
 	  OTLP_BACKEND_ENDPOINT=backend.example:4317 OTLP_BACKEND_TOKEN=validate-only \
 	    ./$(BINARY) validate --config $$cfg; \
 	done
+
+## image: build the container image $(IMAGE) with docker or podman (Dockerfile)
+.PHONY: image
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+	  echo "make image: neither docker nor podman is installed; 'make build' makes the same static binary"; exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+## deploy-config: copy the shipped collector configs into the kustomizations
+.PHONY: deploy-config
+deploy-config:
+	cp distribution/config.yaml deploy/kubernetes/base/config.yaml
+	cp distribution/config-http.yaml deploy/kubernetes/overlays/http/config.yaml
 
 ## test: everything CI runs: formatting, vet, unit tests, generated-code drift, validate, e2e
 .PHONY: test
