@@ -52,7 +52,7 @@ type componentsSummary struct {
 	// failed lists "kind:id" of components in permanent or fatal error.
 	failed []string
 	// recovering lists "kind:id" of components in recoverable error.
-	recovering []string
+	recovering  []string
 	failedSince time.Time
 }
 
