@@ -51,6 +51,8 @@ type healthCheck struct {
 
 	server     *http.Server
 	serverDone chan struct{}
+	addr       net.Addr // where the probe listener is bound
+	logsAddr   net.Addr
 	logsServer *http.Server
 	logsDone   chan struct{}
 }
@@ -101,7 +103,7 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 		_ = ln.Close()
 		return fmt.Errorf("health_check: building HTTP server: %w", err)
 	}
-	h.server, h.serverDone = srv, make(chan struct{})
+	h.server, h.serverDone, h.addr = srv, make(chan struct{}), ln.Addr()
 	go serve(srv, ln, h.serverDone, host)
 
 	if ep := h.cfg.Delivery.LogsEndpoint; ep != "" {
@@ -116,7 +118,7 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 			ReadTimeout:       defaultReadTimeout,
 			WriteTimeout:      defaultWriteTimeout,
 		}
-		h.logsDone = make(chan struct{})
+		h.logsDone, h.logsAddr = make(chan struct{}), lln.Addr()
 		go serve(h.logsServer, lln, h.logsDone, host)
 	}
 
