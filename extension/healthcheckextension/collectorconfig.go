@@ -123,7 +123,7 @@ func tracesTopology(service map[string]any, connectors any) ([]string, map[strin
 	result := map[string][]string{}
 	for exp := range exporters {
 		seen := map[string]bool{}
-		var recv []string
+		recv := []string{}
 		var walk func(id string)
 		walk = func(id string) {
 			for in := range feeds[id] {
