@@ -19,6 +19,10 @@ import (
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/exportlog"
 )
 
+// logsLinger keeps the logs listener open after Shutdown for the collector's
+// final log flush, which runs after extensions stop.
+var logsLinger = 5 * time.Second
+
 // phase is where the collector is in its lifecycle, as the extension sees it.
 type phase int
 
@@ -53,8 +57,8 @@ type healthCheck struct {
 	serverDone chan struct{}
 	addr       net.Addr // where the probe listener is bound
 	logsAddr   net.Addr
-	logsServer *http.Server
-	logsDone   chan struct{}
+	// releaseLogs stops the logs listener after a linger (see exportlog.Listen).
+	releaseLogs func(linger time.Duration)
 }
 
 var (
@@ -107,19 +111,12 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 	go serve(srv, ln, h.serverDone, host)
 
 	if ep := h.cfg.Delivery.LogsEndpoint; ep != "" {
-		lln, err := net.Listen("tcp", ep)
+		addr, release, err := exportlog.Listen(ep, h.errors)
 		if err != nil {
 			_ = h.Shutdown(ctx)
-			return fmt.Errorf("health_check: listening on delivery.logs_endpoint %q: %w", ep, err)
+			return fmt.Errorf("health_check: delivery.logs_endpoint %q: %w", ep, err)
 		}
-		h.logsServer = &http.Server{
-			Handler:           h.errors.Handler(),
-			ReadHeaderTimeout: defaultReadHeaderTimeout,
-			ReadTimeout:       defaultReadTimeout,
-			WriteTimeout:      defaultWriteTimeout,
-		}
-		h.logsDone, h.logsAddr = make(chan struct{}), lln.Addr()
-		go serve(h.logsServer, lln, h.logsDone, host)
+		h.logsAddr, h.releaseLogs = addr, release
 	}
 
 	h.scraper.start()
@@ -139,17 +136,14 @@ func (h *healthCheck) Shutdown(ctx context.Context) error {
 	h.setPhase(phaseShuttingDown)
 	h.scraper.stop()
 	var errs []error
-	for _, s := range []struct {
-		srv  *http.Server
-		done chan struct{}
-	}{{h.server, h.serverDone}, {h.logsServer, h.logsDone}} {
-		if s.srv == nil {
-			continue
+	if h.server != nil {
+		if err := h.server.Shutdown(ctx); err != nil {
+			errs = append(errs, err, h.server.Close())
 		}
-		if err := s.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, err, s.srv.Close())
-		}
-		<-s.done
+		<-h.serverDone
+	}
+	if h.releaseLogs != nil {
+		h.releaseLogs(logsLinger)
 	}
 	h.sources.wait(ctx)
 	return errors.Join(errs...)

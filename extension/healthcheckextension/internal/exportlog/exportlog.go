@@ -43,14 +43,17 @@ type Error struct {
 
 // Store keeps the last error per exporter id. It is safe for concurrent use.
 type Store struct {
-	mu   sync.Mutex
-	last map[string]Error
-	now  func() time.Time
+	mu      sync.Mutex
+	last    map[string]Error
+	now     func() time.Time
+	handler http.Handler
 }
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
-	return &Store{last: map[string]Error{}, now: time.Now}
+	s := &Store{last: map[string]Error{}, now: time.Now}
+	s.handler = s.newHandler()
+	return s
 }
 
 // Last returns the last error of exporter id.
@@ -116,6 +119,10 @@ const maxBody = 4 << 20
 
 // Handler serves POST /v1/logs (OTLP/HTTP, protobuf or JSON, optionally gzip).
 func (s *Store) Handler() http.Handler {
+	return s.handler
+}
+
+func (s *Store) newHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, r *http.Request) {
 		var body io.Reader = http.MaxBytesReader(w, r.Body, maxBody)
