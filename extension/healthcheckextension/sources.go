@@ -132,16 +132,20 @@ func errorJSON(msg string) json.RawMessage {
 	return b
 }
 
-// wait lets sources still running finish, bounded by ctx, so Shutdown leaves
-// no goroutine of ours behind when the sources are well behaved.
+// wait lets sources still running finish, so Shutdown leaves no goroutine of
+// ours behind when the sources are well behaved. It gives up after
+// sourceTimeout or ctx: a stuck source must not stall the collector's shutdown.
 func (s *statusSources) wait(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		s.inflight.Wait()
 		close(done)
 	}()
+	timer := time.NewTimer(sourceTimeout)
+	defer timer.Stop()
 	select {
 	case <-done:
+	case <-timer.C:
 	case <-ctx.Done():
 	}
 }

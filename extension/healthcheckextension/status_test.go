@@ -2,6 +2,7 @@ package healthcheckextension
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -12,13 +13,16 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componentstatus"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
+	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pipeline"
 
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/errclass"
+	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/metadata"
 )
 
 // propagationRow has the shape the istio_span processor registers.
@@ -338,4 +342,23 @@ func assertComponent(t *testing.T, v any, status, errText string) {
 	} else {
 		assert.Equal(t, errText, c["error"])
 	}
+}
+
+// A source stuck forever does not stall Shutdown.
+func TestShutdownWithStuckSource(t *testing.T) {
+	_, url := fakeMetrics(t)
+	cfg := testConfig(url)
+	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, err)
+	h := ext.(*healthCheck)
+	require.NoError(t, h.Start(context.Background(), componenttest.NewNopHost()))
+	release := make(chan struct{})
+	defer close(release) // let the goroutine end before goleak looks
+	h.RegisterStatusSource("stuck", func() any { <-release; return nil })
+	s := &started{healthCheck: h, url: "http://" + h.addr.String(), client: &http.Client{Transport: &http.Transport{}}}
+	_ = s.status(t)
+	s.client.CloseIdleConnections()
+	begin := time.Now()
+	require.NoError(t, h.Shutdown(context.Background()))
+	assert.Less(t, time.Since(begin), 3*time.Second)
 }
