@@ -19,9 +19,9 @@ import (
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/exportlog"
 )
 
-// logsLinger keeps the logs listener open after Shutdown for the collector's
-// final log flush, which runs after extensions stop.
-var logsLinger = 5 * time.Second
+// defaultLogsLinger keeps the logs listener open after Shutdown for the
+// collector's final log flush, which runs after extensions stop.
+const defaultLogsLinger = 5 * time.Second
 
 // phase is where the collector is in its lifecycle, as the extension sees it.
 type phase int
@@ -57,8 +57,9 @@ type healthCheck struct {
 	serverDone chan struct{}
 	addr       net.Addr // where the probe listener is bound
 	logsAddr   net.Addr
-	// releaseLogs stops the logs listener after a linger (see exportlog.Listen).
+	// releaseLogs stops the logs listener after logsLinger (see exportlog.Listen).
 	releaseLogs func(linger time.Duration)
+	logsLinger  time.Duration
 }
 
 var (
@@ -82,6 +83,7 @@ func newHealthCheck(cfg *Config, set extension.Settings) *healthCheck {
 		sources:    newStatusSources(set.Logger),
 		tracker:    delivery.NewTracker(keep),
 		errors:     exportlog.NewStore(),
+		logsLinger: defaultLogsLinger,
 	}
 	h.scraper = newScrapeLoop(cfg.Delivery, h.tracker, set.Logger)
 	return h
@@ -143,7 +145,7 @@ func (h *healthCheck) Shutdown(ctx context.Context) error {
 		<-h.serverDone
 	}
 	if h.releaseLogs != nil {
-		h.releaseLogs(logsLinger)
+		h.releaseLogs(h.logsLinger)
 	}
 	h.sources.wait(ctx)
 	return errors.Join(errs...)

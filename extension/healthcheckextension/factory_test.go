@@ -19,7 +19,6 @@ func TestFactory(t *testing.T) {
 	f := NewFactory()
 	assert.Equal(t, "health_check", f.Type().String())
 	assert.Equal(t, component.StabilityLevelAlpha, f.Stability())
-	require.NoError(t, componenttest.CheckConfigStruct(f.CreateDefaultConfig()))
 }
 
 func TestLifecycleWithDefaultConfig(t *testing.T) {

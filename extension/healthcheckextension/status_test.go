@@ -158,6 +158,9 @@ func TestDeliveryHealth(t *testing.T) {
 	cfg := testConfig(url)
 	cfg.Delivery.LogsEndpoint = "127.0.0.1:0"
 	s := start(t, cfg)
+	// Close the logs listener at Shutdown so goleak sees no server goroutine;
+	// the linger itself is tested in internal/exportlog.
+	s.logsLinger = 0
 	require.NoError(t, s.Ready())
 	traffic := func(delivered bool) func(f *fakeCollector) {
 		return func(f *fakeCollector) {
