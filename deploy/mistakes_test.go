@@ -111,9 +111,17 @@ func TestReintroducedMistakesAreCaught(t *testing.T) {
 		{"root user", "deployment", "            runAsUser: 10001\n            runAsGroup: 10001\n            readOnly", "            runAsUser: 0\n            runAsGroup: 10001\n            readOnly", "security.uid"},
 		{"token literal in env", "deployment", "            - name: OTLP_BACKEND_QUEUE_DIR", "            - name: OTLP_BACKEND_TOKEN\n              value: s3cret\n            - name: OTLP_BACKEND_QUEUE_DIR", "credential-in-plaintext"},
 		{"MY_POD_IP not from the pod", "deployment", "              valueFrom:\n                fieldRef:\n                  fieldPath: status.podIP", "              value: 0.0.0.0", "pod-ip"},
-		{"token in the ConfigMap", "config", "Authentication: ${env:OTLP_BACKEND_TOKEN}", "Authentication: 0123456789abcdef", "credential-in-configmap"},
-		{"plaintext export", "config", "    timeout: 10s\n", "    timeout: 10s\n    tls:\n      insecure: true\n", "plaintext-export"},
 	}
+	// Mistakes in the collector config, made on whatever exporter it has.
+	exporter := backendExporter(t, configYAML)
+	cases = append(cases,
+		struct{ name, file, old, new, rule string }{"token in the ConfigMap", "config",
+			"\n  " + exporter + ":\n", "\n  " + exporter + ":\n    headers:\n      Authentication: 0123456789abcdef-token\n", "credential-in-configmap"},
+		// Every occurrence: the contract's config names the endpoint in its
+		// auth extension too.
+		struct{ name, file, old, new, rule string }{"plaintext export", "config",
+			"endpoint: ${env:OTLP_BACKEND_ENDPOINT}", "endpoint: http://backend.example.com:4318", "plaintext-export"},
+	)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d, cfg := deploymentYAML, configYAML
@@ -121,7 +129,11 @@ func TestReintroducedMistakesAreCaught(t *testing.T) {
 			if c.file == "config" {
 				target = &cfg
 			}
-			mutated := strings.Replace(*target, c.old, c.new, 1)
+			n := 1
+			if c.file == "config" {
+				n = -1
+			}
+			mutated := strings.Replace(*target, c.old, c.new, n)
 			if mutated == *target {
 				t.Fatalf("mutation %q not applied", c.old)
 			}
@@ -132,6 +144,20 @@ func TestReintroducedMistakesAreCaught(t *testing.T) {
 			}
 		})
 	}
+}
+
+// backendExporter returns the id of the one exporter in a collector config.
+func backendExporter(t *testing.T, configYAML string) string {
+	t.Helper()
+	cfg, err := collectorconfig.ParseRaw(configYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exps := cfg.Components("exporters")
+	if len(exps) != 1 {
+		t.Fatalf("want one exporter in the shipped config, got %d", len(exps))
+	}
+	return exps[0].ID
 }
 
 // baseObjects renders the base from a copy with the given deployment.yaml and
