@@ -114,9 +114,12 @@ func TestReintroducedMistakesAreCaught(t *testing.T) {
 	}
 	// Mistakes in the collector config, made on whatever exporter it has.
 	exporter := backendExporter(t, configYAML)
+	tokenOld, tokenNew := "\n  "+exporter+":\n", "\n  "+exporter+":\n    headers:\n      Authentication: 0123456789abcdef-token\n"
+	if strings.Contains(configYAML, "Authentication: ${env:OTLP_BACKEND_TOKEN}") {
+		tokenOld, tokenNew = "Authentication: ${env:OTLP_BACKEND_TOKEN}", "Authentication: 0123456789abcdef-token"
+	}
 	cases = append(cases,
-		struct{ name, file, old, new, rule string }{"token in the ConfigMap", "config",
-			"\n  " + exporter + ":\n", "\n  " + exporter + ":\n    headers:\n      Authentication: 0123456789abcdef-token\n", "credential-in-configmap"},
+		struct{ name, file, old, new, rule string }{"token in the ConfigMap", "config", tokenOld, tokenNew, "credential-in-configmap"},
 		// Every occurrence: the contract's config names the endpoint in its
 		// auth extension too.
 		struct{ name, file, old, new, rule string }{"plaintext export", "config",

@@ -68,7 +68,8 @@ type Config struct {
 func Parse(text string, env map[string]string) (*Config, error) {
 	expanded, _ := Expand(text, env)
 	var raw map[string]any
-	if err := yaml.Unmarshal([]byte(expanded), &raw); err != nil {
+	// Strict: a duplicate key is an error, as in the collector (yaml.v3).
+	if err := yaml.UnmarshalStrict([]byte(expanded), &raw); err != nil {
 		return nil, fmt.Errorf("collector config: %w", err)
 	}
 	return &Config{Raw: raw}, nil
@@ -78,7 +79,7 @@ func Parse(text string, env map[string]string) (*Config, error) {
 // config as written (for example, whether a header value is a literal).
 func ParseRaw(text string) (*Config, error) {
 	var raw map[string]any
-	if err := yaml.Unmarshal([]byte(text), &raw); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(text), &raw); err != nil {
 		return nil, fmt.Errorf("collector config: %w", err)
 	}
 	return &Config{Raw: raw}, nil
