@@ -3,6 +3,7 @@ module github.com/otelcol-istio/otelcol-istio/deploy
 go 1.26.0
 
 require (
+	go.uber.org/goleak v1.3.0
 	google.golang.org/protobuf v1.36.12
 	istio.io/api v1.31.1
 	k8s.io/api v0.37.2
