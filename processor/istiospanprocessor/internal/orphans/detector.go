@@ -1,0 +1,217 @@
+package orphans
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/istio"
+)
+
+// Detector flags orphaned roots, re-links them by x-request-id and keeps the
+// propagation report. It is safe for concurrent use by many batches.
+type Detector struct {
+	cfg      Config
+	origins  originSet
+	services *serviceRegistry
+	index    *requestIndex // nil when link_by_request_id is off
+	tel      *telemetry
+
+	now   func() time.Time
+	epoch time.Time
+	// Seeds for the request-id key (two halves) and the workload identity.
+	keySeed [2]maphash.Seed
+	idSeed  maphash.Seed
+
+	scratch sync.Pool // *batchScratch
+}
+
+type batchScratch struct {
+	servers, orphans []candidate
+	pairs            []linked
+}
+
+// NewDetector builds a Detector from a validated-or-not Config.
+func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Detector{
+		cfg:      cfg,
+		origins:  newOriginSet(cfg.Origins),
+		services: newServiceRegistry(MaxServices),
+		now:      time.Now,
+		keySeed:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		idSeed:   maphash.MakeSeed(),
+	}
+	d.epoch = d.now()
+	d.scratch.New = func() any { return &batchScratch{} }
+	var tracked func() int64
+	if cfg.Enabled && cfg.LinkByRequestID {
+		d.index = newRequestIndex(int64(cfg.Window), cfg.MaxTracked)
+		tracked = func() int64 { return int64(d.index.len()) }
+	}
+	tel, err := newTelemetry(set, tracked)
+	if err != nil {
+		return nil, fmt.Errorf("orphans: creating telemetry: %w", err)
+	}
+	d.tel = tel
+	return d, nil
+}
+
+// Shutdown releases the telemetry callback and the index.
+func (d *Detector) Shutdown() {
+	d.tel.shutdown()
+}
+
+// Report returns the propagation report, one line per service that sent
+// outbound CLIENT spans through a sidecar, culprits first.
+func (d *Detector) Report() []ServiceReport {
+	return d.services.snapshot(d.index != nil)
+}
+
+// Process runs the rules on td in place. It runs after name normalisation,
+// so the resource service.name it reads is the normalised name.
+func (d *Detector) Process(td ptrace.Traces) {
+	if !d.cfg.Enabled {
+		return
+	}
+	now := d.now()
+	sc := d.scratch.Get().(*batchScratch)
+	defer func() {
+		clear(sc.servers)
+		clear(sc.orphans)
+		clear(sc.pairs)
+		sc.servers, sc.orphans, sc.pairs = sc.servers[:0], sc.orphans[:0], sc.pairs[:0]
+		d.scratch.Put(sc)
+	}()
+
+	ctx := context.Background()
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rv := resourceView{rs: rss.At(i)}
+		var outbound, orphans int64
+		sss := rv.rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				span := spans.At(k)
+				switch span.Kind() {
+				case ptrace.SpanKindClient:
+					if !fromSidecar(span, &rv, outboundClusterPrefix) {
+						continue
+					}
+					outbound++
+					if !span.ParentSpanID().IsEmpty() || d.origins.match(span, &rv) {
+						continue
+					}
+					markOrphan(span.Attributes())
+					orphans++
+					if c, ok := d.candidate(span, &rv, orphanRecord); ok {
+						sc.orphans = append(sc.orphans, c)
+					}
+				case ptrace.SpanKindServer:
+					if d.index == nil || !fromSidecar(span, &rv, inboundClusterPrefix) {
+						continue
+					}
+					if c, ok := d.candidate(span, &rv, serverRecord); ok {
+						sc.servers = append(sc.servers, c)
+					}
+				}
+			}
+		}
+		if outbound == 0 {
+			continue
+		}
+		s := d.services.get(rv.serviceName())
+		s.outbound.Add(outbound)
+		s.seen(now)
+		if orphans > 0 {
+			s.orphans.Add(orphans)
+			d.tel.orphans.Add(ctx, orphans, s.attrs)
+		}
+	}
+
+	if d.index == nil || (len(sc.orphans) == 0 && len(sc.servers) == 0) {
+		return
+	}
+	var evicted int64
+	sc.pairs, evicted = d.index.link(sc.servers, sc.orphans, int64(now.Sub(d.epoch)), sc.pairs)
+	if evicted > 0 {
+		d.tel.evicted.Add(ctx, evicted)
+	}
+	for _, p := range sc.pairs {
+		s := d.services.get(p.service)
+		s.relinked.Add(1)
+		s.seen(now)
+		d.tel.relinked.Add(ctx, 1, s.attrs)
+	}
+}
+
+// candidate reads what re-linking needs from span; false when re-linking is
+// off or the span has no request id.
+func (d *Detector) candidate(span ptrace.Span, rv *resourceView, kind recordKind) (candidate, bool) {
+	if d.index == nil {
+		return candidate{}, false
+	}
+	attrs := span.Attributes()
+	rid, ok := istio.StringAttr(attrs, istio.AttrRequestID)
+	if !ok {
+		return candidate{}, false
+	}
+	svc := rv.serviceName()
+	return candidate{
+		span: span,
+		key:  d.requestKey(rid),
+		rec: record{
+			traceID:  span.TraceID(),
+			spanID:   span.SpanID(),
+			start:    span.StartTimestamp(),
+			end:      span.EndTimestamp(),
+			identity: d.identity(attrs, svc),
+			kind:     kind,
+		},
+		service: svc,
+	}, true
+}
+
+func (d *Detector) requestKey(rid string) requestKey {
+	var k requestKey
+	a, b := maphash.String(d.keySeed[0], rid), maphash.String(d.keySeed[1], rid)
+	for i := range 8 {
+		k[i] = byte(a >> (8 * i))
+		k[8+i] = byte(b >> (8 * i))
+	}
+	return k
+}
+
+// identity names the workload that emitted a span: the proxy's node_id (one
+// pod: the app that received the SERVER request is the one that made the
+// outbound call), else canonical service and namespace, else service.name.
+func (d *Detector) identity(attrs pcommon.Map, svc string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(d.idSeed)
+	if id, ok := istio.StringAttr(attrs, istio.AttrNodeID); ok {
+		h.WriteString("n\x00")
+		h.WriteString(id)
+		return h.Sum64()
+	}
+	c, okC := istio.StringAttr(attrs, istio.AttrCanonicalService)
+	ns, okN := istio.StringAttr(attrs, istio.AttrNamespace)
+	if okC && okN {
+		h.WriteString("w\x00")
+		h.WriteString(c)
+		h.WriteString("\x00")
+		h.WriteString(ns)
+		return h.Sum64()
+	}
+	h.WriteString("s\x00")
+	h.WriteString(svc)
+	return h.Sum64()
+}
