@@ -8,10 +8,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-
-	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/istio"
 )
 
 // Detector flags orphaned roots, re-links them by x-request-id and keeps the
@@ -102,27 +99,30 @@ func (d *Detector) Process(td ptrace.Traces) {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len(); k++ {
 				span := spans.At(k)
-				switch span.Kind() {
-				case ptrace.SpanKindClient:
-					if !fromSidecar(span, &rv, outboundClusterPrefix) {
-						continue
+				kind := span.Kind()
+				if kind != ptrace.SpanKindClient && (kind != ptrace.SpanKindServer || d.index == nil) {
+					continue
+				}
+				tags := readTags(span.Attributes())
+				if kind == ptrace.SpanKindServer {
+					if fromSidecar(&tags, span, &rv, inboundClusterPrefix) {
+						if c, ok := d.candidate(span, &tags, &rv, serverRecord); ok {
+							sc.servers = append(sc.servers, c)
+						}
 					}
-					outbound++
-					if !span.ParentSpanID().IsEmpty() || d.origins.match(span, &rv) {
-						continue
-					}
-					markOrphan(span.Attributes())
-					orphans++
-					if c, ok := d.candidate(span, &rv, orphanRecord); ok {
-						sc.orphans = append(sc.orphans, c)
-					}
-				case ptrace.SpanKindServer:
-					if d.index == nil || !fromSidecar(span, &rv, inboundClusterPrefix) {
-						continue
-					}
-					if c, ok := d.candidate(span, &rv, serverRecord); ok {
-						sc.servers = append(sc.servers, c)
-					}
+					continue
+				}
+				if !fromSidecar(&tags, span, &rv, outboundClusterPrefix) {
+					continue
+				}
+				outbound++
+				if !span.ParentSpanID().IsEmpty() || d.origins.match(&tags, &rv) {
+					continue
+				}
+				markOrphan(span.Attributes())
+				orphans++
+				if c, ok := d.candidate(span, &tags, &rv, orphanRecord); ok {
+					sc.orphans = append(sc.orphans, c)
 				}
 			}
 		}
@@ -156,13 +156,12 @@ func (d *Detector) Process(td ptrace.Traces) {
 
 // candidate reads what re-linking needs from span; false when re-linking is
 // off or the span has no request id.
-func (d *Detector) candidate(span ptrace.Span, rv *resourceView, kind recordKind) (candidate, bool) {
+func (d *Detector) candidate(span ptrace.Span, t *spanTags, rv *resourceView, kind recordKind) (candidate, bool) {
 	if d.index == nil {
 		return candidate{}, false
 	}
-	attrs := span.Attributes()
-	rid, ok := istio.StringAttr(attrs, istio.AttrRequestID)
-	if !ok {
+	rid := t.requestID.str()
+	if rid == "" {
 		return candidate{}, false
 	}
 	svc := rv.serviceName()
@@ -174,7 +173,7 @@ func (d *Detector) candidate(span ptrace.Span, rv *resourceView, kind recordKind
 			spanID:   span.SpanID(),
 			start:    span.StartTimestamp(),
 			end:      span.EndTimestamp(),
-			identity: d.identity(attrs, svc),
+			identity: d.identity(t, svc),
 			kind:     kind,
 		},
 		service: svc,
@@ -194,24 +193,22 @@ func (d *Detector) requestKey(rid string) requestKey {
 // identity names the workload that emitted a span: the proxy's node_id (one
 // pod: the app that received the SERVER request is the one that made the
 // outbound call), else canonical service and namespace, else service.name.
-func (d *Detector) identity(attrs pcommon.Map, svc string) uint64 {
+func (d *Detector) identity(t *spanTags, svc string) uint64 {
 	var h maphash.Hash
 	h.SetSeed(d.idSeed)
-	if id, ok := istio.StringAttr(attrs, istio.AttrNodeID); ok {
+	id, canonical, ns := t.nodeID.str(), t.canonical.str(), t.namespace.str()
+	switch {
+	case id != "":
 		h.WriteString("n\x00")
 		h.WriteString(id)
-		return h.Sum64()
-	}
-	c, okC := istio.StringAttr(attrs, istio.AttrCanonicalService)
-	ns, okN := istio.StringAttr(attrs, istio.AttrNamespace)
-	if okC && okN {
+	case canonical != "" && ns != "":
 		h.WriteString("w\x00")
-		h.WriteString(c)
+		h.WriteString(canonical)
 		h.WriteString("\x00")
 		h.WriteString(ns)
-		return h.Sum64()
+	default:
+		h.WriteString("s\x00")
+		h.WriteString(svc)
 	}
-	h.WriteString("s\x00")
-	h.WriteString(svc)
 	return h.Sum64()
 }

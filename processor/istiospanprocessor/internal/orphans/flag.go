@@ -75,27 +75,64 @@ func (rv *resourceView) gatewayNodeInFlush() bool {
 	return false
 }
 
-// fromSidecar reports whether span was emitted by a sidecar on the side given
-// by clusterPrefix ("outbound|" for CLIENT, "inbound|" for SERVER). node_id
-// decides when present; when it is missing, the upstream cluster's direction
-// and the workload not being a gateway decide instead.
-func fromSidecar(span ptrace.Span, rv *resourceView, clusterPrefix string) bool {
-	attrs := span.Attributes()
-	switch istio.ProxyKindOf(attrs) {
-	case istio.ProxySidecar:
-		return true
-	case istio.ProxyGateway, istio.ProxyWaypoint:
+// spanTags are the Envoy tags the rules read, found in one pass over the
+// span's attributes (Envoy sends about twenty; a lookup per tag would scan
+// them several times). Values are read only when a rule needs them: on a
+// freshly received batch each read is a likely cache miss.
+type spanTags struct {
+	nodeID, upstreamCluster, requestID, canonical, namespace tag
+}
+
+// tag is one attribute found by readTags.
+type tag struct {
+	v  pcommon.Value
+	ok bool
+}
+
+// str is the tag's value; "" when it is missing or not a string.
+func (t tag) str() string {
+	if !t.ok || t.v.Type() != pcommon.ValueTypeStr {
+		return ""
+	}
+	return t.v.Str()
+}
+
+func readTags(attrs pcommon.Map) spanTags {
+	var t spanTags
+	for k, v := range attrs.All() {
+		switch k {
+		case istio.AttrNodeID:
+			t.nodeID = tag{v, true}
+		case istio.AttrUpstreamCluster:
+			t.upstreamCluster = tag{v, true}
+		case istio.AttrRequestID:
+			t.requestID = tag{v, true}
+		case istio.AttrCanonicalService:
+			t.canonical = tag{v, true}
+		case istio.AttrNamespace:
+			t.namespace = tag{v, true}
+		}
+	}
+	return t
+}
+
+// fromSidecar reports whether a span was emitted by a sidecar on the side
+// given by clusterPrefix ("outbound|" for CLIENT, "inbound|" for SERVER).
+// node_id decides when present; when it is missing, the upstream cluster's
+// direction and the workload not being a gateway decide instead.
+func fromSidecar(t *spanTags, span ptrace.Span, rv *resourceView, clusterPrefix string) bool {
+	if t.nodeID.ok {
+		id := t.nodeID.str()
+		if id != "" || t.nodeID.v.Type() != pcommon.ValueTypeStr {
+			// An odd or unknown node_id is not a sidecar's.
+			return istio.ProxyKindOfNodeID(id) == istio.ProxySidecar
+		}
+		// An empty node_id counts as missing.
+	}
+	if !strings.HasPrefix(t.upstreamCluster.str(), clusterPrefix) {
 		return false
 	}
-	if v, ok := attrs.Get(istio.AttrNodeID); ok && (v.Type() != pcommon.ValueTypeStr || v.Str() != "") {
-		// A node_id we do not recognise is not a sidecar's.
-		return false
-	}
-	uc, ok := istio.StringAttr(attrs, istio.AttrUpstreamCluster)
-	if !ok || !strings.HasPrefix(uc, clusterPrefix) {
-		return false
-	}
-	return !isGatewayWorkload(span, rv)
+	return !isGatewayWorkload(t, span, rv)
 }
 
 // isGatewayWorkload is the node_id-less gateway test. Signals, strongest
@@ -104,7 +141,7 @@ func fromSidecar(span ptrace.Span, rv *resourceView, clusterPrefix string) bool 
 // same flush, and finally the workload's name containing "gateway"
 // (istio-ingressgateway, istio-egressgateway, <name>-gateway-istio), the
 // convention Istio's own tests use to tell gateway roots from client roots.
-func isGatewayWorkload(span ptrace.Span, rv *resourceView) bool {
+func isGatewayWorkload(t *spanTags, span ptrace.Span, rv *resourceView) bool {
 	name := span.Name()
 	if strings.HasPrefix(name, "router ") && strings.HasSuffix(name, " egress") {
 		return true
@@ -112,7 +149,7 @@ func isGatewayWorkload(span ptrace.Span, rv *resourceView) bool {
 	if rv.gatewayNodeInFlush() {
 		return true
 	}
-	if c, ok := istio.StringAttr(span.Attributes(), istio.AttrCanonicalService); ok {
+	if c := t.canonical.str(); c != "" {
 		return strings.Contains(c, "gateway")
 	}
 	return strings.Contains(rv.serviceName(), "gateway")
@@ -155,17 +192,13 @@ func newOriginSet(origins []string) originSet {
 // canonical service (istio.canonical_service) and the normalised resource
 // service.name; namespaces are istio.namespace and the resource
 // service.namespace.
-func (o originSet) match(span ptrace.Span, rv *resourceView) bool {
+func (o originSet) match(t *spanTags, rv *resourceView) bool {
 	if len(o.names) == 0 {
 		return false
 	}
-	attrs := span.Attributes()
-	res := rv.rs.Resource().Attributes()
-	canonical, _ := istio.StringAttr(attrs, istio.AttrCanonicalService)
-	svc, _ := istio.StringAttr(res, resAttrServiceName)
-	ns, _ := istio.StringAttr(attrs, istio.AttrNamespace)
-	resNS, _ := istio.StringAttr(res, resAttrServiceNamespace)
-	for _, n := range [2]string{canonical, svc} {
+	resNS, _ := istio.StringAttr(rv.rs.Resource().Attributes(), resAttrServiceNamespace)
+	ns := t.namespace.str()
+	for _, n := range [2]string{t.canonical.str(), rv.serviceName()} {
 		if n == "" {
 			continue
 		}

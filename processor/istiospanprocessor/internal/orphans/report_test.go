@@ -70,7 +70,7 @@ func TestReportCardinalityIsCapped(t *testing.T) {
 	for i := range MaxServices + extra {
 		p := addProxy(td, fmt.Sprintf("svc-%04d.default", i))
 		p.add(spanOpts{trace: fmt.Sprintf("c%031x", i), span: fmt.Sprintf("c%015x", i), kind: ptrace.SpanKindClient,
-			nodeID: fmt.Sprintf("sidecar~10.0.0.1~svc-%04d-abc.default~default.svc.cluster.local", i),
+			nodeID:          fmt.Sprintf("sidecar~10.0.0.1~svc-%04d-abc.default~default.svc.cluster.local", i),
 			upstreamCluster: "outbound|80||x.default.svc.cluster.local"})
 	}
 	d.Process(td)
