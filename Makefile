@@ -1,0 +1,134 @@
+# otelcol-istio: build, run and test the distribution.
+# Every tool is installed by this Makefile into .tools/ at a pinned version;
+# nothing here assumes a tool installed by hand beyond Go and make.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+
+# Pinned tool versions. Core, builder and contrib move together (see README).
+OCB_VERSION          := v0.162.0
+# telemetrygen v0.162.0 is not served by the module proxy; v0.161.0 is the
+# newest that is. It only generates load, so it need not match the core.
+TELEMETRYGEN_VERSION := v0.161.0
+
+TOOLS_DIR    := $(CURDIR)/.tools
+OCB          := $(TOOLS_DIR)/builder-$(OCB_VERSION)
+TELEMETRYGEN := $(TOOLS_DIR)/telemetrygen-$(TELEMETRYGEN_VERSION)
+
+BINARY       := bin/otelcol-istio
+LOCAL_CONFIG := distribution/config.local.yaml
+# Every collector config we ship; `make validate` checks each one.
+SHIPPED_CONFIGS := $(sort $(wildcard distribution/config*.yaml))
+
+# Go modules of this repository, other than the generated distribution.
+MODULES := $(sort $(shell find . -name go.mod -not -path './.tools/*' -not -path './distribution/*' -printf '%h\n'))
+# Sources the binary is built from: rebuild when any of them changes.
+BINARY_SOURCES := builder-config.yaml $(shell find distribution processor extension -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
+
+# Short fuzzing per target in `make test`; `make fuzz` runs longer.
+FUZZ_TIME ?= 60s
+
+.PHONY: all
+all: build
+
+## tools: install ocb and telemetrygen into .tools/
+.PHONY: tools
+tools: $(OCB) $(TELEMETRYGEN)
+
+$(OCB):
+	@mkdir -p $(TOOLS_DIR)
+	GOBIN=$(TOOLS_DIR) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+	mv $(TOOLS_DIR)/builder $@
+
+$(TELEMETRYGEN):
+	@mkdir -p $(TOOLS_DIR)
+	GOBIN=$(TOOLS_DIR) $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
+	mv $(TOOLS_DIR)/telemetrygen $@
+
+## generate: regenerate distribution/ and components/ from builder-config.yaml
+.PHONY: generate
+generate: $(OCB)
+	$(OCB) --config builder-config.yaml --skip-compilation
+	sed -e 's/^package main$$/package components/' \
+	    -e 's|^func components() |// Components returns the factories of every component in builder-config.yaml.\nfunc Components() |' \
+	    distribution/components.go > components/components.go
+	gofmt -w distribution/*.go components/components.go
+
+## check-generated: fail when the committed generated sources drift from builder-config.yaml
+.PHONY: check-generated
+check-generated: generate
+	@if ! git diff --quiet -- distribution components || [ -n "$$(git ls-files --others --exclude-standard distribution components)" ]; then \
+	  git status --short -- distribution components; \
+	  echo "generated sources drifted from builder-config.yaml: run 'make generate' and commit"; exit 1; \
+	fi
+	@echo "generated sources match builder-config.yaml"
+
+## build: build the collector binary at bin/otelcol-istio (static, as in the image)
+.PHONY: build
+build: $(BINARY)
+
+$(BINARY): $(BINARY_SOURCES)
+	@mkdir -p bin
+	cd distribution && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o ../$(BINARY) .
+
+## run: build and start the collector on distribution/config.local.yaml
+.PHONY: run
+run: $(BINARY)
+	./$(BINARY) --config $(LOCAL_CONFIG)
+
+## validate: run the binary's own `validate` on every config we ship
+.PHONY: validate
+validate: $(BINARY)
+	@for cfg in $(SHIPPED_CONFIGS); do \
+	  echo "validate $$cfg"; \
+	  OTLP_BACKEND_ENDPOINT=backend.example:4317 OTLP_BACKEND_TOKEN=validate-only \
+	    ./$(BINARY) validate --config $$cfg; \
+	done
+
+## test: everything CI runs: formatting, vet, unit tests, generated-code drift, validate, e2e
+.PHONY: test
+test: lint check-generated test-unit validate test-e2e
+
+## test-unit: unit tests of every module (race detector on)
+.PHONY: test-unit
+test-unit:
+	@for m in $(MODULES); do \
+	  echo "== go test $$m"; \
+	  (cd $$m && $(GO) test -race -count=1 $$( $(GO) list ./... | grep -v '/e2e' )); \
+	done
+
+## test-e2e: end-to-end tests against the built binary
+.PHONY: test-e2e
+test-e2e: $(BINARY) $(TELEMETRYGEN)
+	OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) TELEMETRYGEN=$(TELEMETRYGEN) \
+	  $(GO) test -count=1 -timeout 20m ./e2e/...
+
+## bench: benchmarks that print speed and memory figures
+.PHONY: bench
+bench:
+	@for m in $(MODULES); do \
+	  (cd $$m && $(GO) test -run '^$$' -bench . -benchmem $$( $(GO) list ./... | grep -v '/e2e' )); \
+	done
+
+## fmt: format all Go code
+.PHONY: fmt
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## lint: gofmt and go vet on every module
+.PHONY: lint
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@for m in $(MODULES) distribution; do (cd $$m && $(GO) vet ./...); done
+
+## clean: remove build output and installed tools
+.PHONY: clean
+clean:
+	rm -rf bin $(TOOLS_DIR)
+
+## help: list the targets
+.PHONY: help
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'

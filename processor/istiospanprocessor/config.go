@@ -1,0 +1,86 @@
+package istiospanprocessor // import "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Format is the service.name format the processor writes
+// (service_name.format). The names match Istio's
+// ProxyConfig.tracingServiceName values, plus "preserve".
+type Format string
+
+const (
+	// FormatAppLabelAndNamespace keeps an incoming "<x>.N" and otherwise
+	// writes "C.N"; the app label itself is not on the wire.
+	FormatAppLabelAndNamespace Format = "APP_LABEL_AND_NAMESPACE"
+	// FormatCanonicalNameOnly writes "C".
+	FormatCanonicalNameOnly Format = "CANONICAL_NAME_ONLY"
+	// FormatCanonicalNameAndNamespace writes "C.N".
+	FormatCanonicalNameAndNamespace Format = "CANONICAL_NAME_AND_NAMESPACE"
+	// FormatPreserve renames nothing.
+	FormatPreserve Format = "preserve"
+)
+
+// formats lists the accepted values in the order the docs give them.
+var formats = []Format{
+	FormatAppLabelAndNamespace,
+	FormatCanonicalNameOnly,
+	FormatCanonicalNameAndNamespace,
+	FormatPreserve,
+}
+
+// Config is the istio_span processor's configuration.
+type Config struct {
+	// ServiceName controls service-name normalisation (step 1).
+	ServiceName ServiceNameConfig `mapstructure:"service_name"`
+
+	// Prevent unkeyed literals so fields can be added without breaking callers.
+	_ struct{}
+}
+
+// ServiceNameConfig is the `service_name` block.
+type ServiceNameConfig struct {
+	// Format is the service.name to write for Istio proxy spans.
+	Format Format `mapstructure:"format"`
+	// SemconvAttributes adds service.namespace, k8s.namespace.name and
+	// service.version to Istio proxy resources that lack them.
+	SemconvAttributes bool `mapstructure:"semconv_attributes"`
+
+	_ struct{}
+}
+
+var _ component.Config = (*Config)(nil)
+
+// errInvalidFormat is wrapped by Validate so callers can match it.
+var errInvalidFormat = errors.New("invalid service_name.format")
+
+// Validate checks the configuration.
+func (cfg *Config) Validate() error {
+	return cfg.ServiceName.Validate()
+}
+
+// Validate checks the service_name block.
+func (cfg *ServiceNameConfig) Validate() error {
+	for _, f := range formats {
+		if cfg.Format == f {
+			return nil
+		}
+	}
+	allowed := make([]string, len(formats))
+	for i, f := range formats {
+		allowed[i] = string(f)
+	}
+	hint := ""
+	if strings.EqualFold(string(cfg.Format), "OTEL_SEMANTIC_CONVENTIONS") {
+		// Istio's serviceAttributeEnrichment mode is an incoming shape the
+		// processor understands, not a naming rule it can reproduce: the
+		// Deployment name is not on the wire.
+		hint = " (OTEL_SEMANTIC_CONVENTIONS is an Istio input mode the processor reads, not a target format)"
+	}
+	return fmt.Errorf("%w: service_name.format %q must be one of %s%s",
+		errInvalidFormat, cfg.Format, strings.Join(allowed, ", "), hint)
+}

@@ -1,0 +1,87 @@
+package istiospanprocessor
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+
+	tests := []struct {
+		id        component.ID
+		want      *Config
+		wantErr   string // from Validate
+		unmarshal string // from Unmarshal
+	}{
+		{
+			id:   component.NewID(metadata.Type),
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}},
+		},
+		{
+			id:   component.NewIDWithName(metadata.Type, "canonical_name_only"),
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}},
+		},
+		{
+			id:   component.NewIDWithName(metadata.Type, "app_label_no_semconv"),
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}},
+		},
+		{
+			id:   component.NewIDWithName(metadata.Type, "preserve"),
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}},
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "unknown_format"),
+			wantErr: `service_name.format "canonical_name_and_namespace" must be one of APP_LABEL_AND_NAMESPACE, CANONICAL_NAME_ONLY, CANONICAL_NAME_AND_NAMESPACE, preserve`,
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "otel_semconv_format"),
+			wantErr: `service_name.format "OTEL_SEMANTIC_CONVENTIONS" must be one of APP_LABEL_AND_NAMESPACE, CANONICAL_NAME_ONLY, CANONICAL_NAME_AND_NAMESPACE, preserve (OTEL_SEMANTIC_CONVENTIONS is an Istio input mode`,
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "empty_format"),
+			wantErr: `service_name.format "" must be one of`,
+		},
+		{
+			id:        component.NewIDWithName(metadata.Type, "unknown_key"),
+			unmarshal: "formt",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id.String(), func(t *testing.T) {
+			cfg := NewFactory().CreateDefaultConfig()
+			sub, err := cm.Sub(tt.id.String())
+			require.NoError(t, err)
+			err = sub.Unmarshal(cfg)
+			if tt.unmarshal != "" {
+				require.ErrorContains(t, err, tt.unmarshal)
+				return
+			}
+			require.NoError(t, err)
+			err = confmap.Validate(cfg)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				assert.ErrorIs(t, err, errInvalidFormat)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg)
+		})
+	}
+}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, FormatCanonicalNameAndNamespace, cfg.ServiceName.Format)
+	assert.True(t, cfg.ServiceName.SemconvAttributes)
+}
