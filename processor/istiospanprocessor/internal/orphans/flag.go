@@ -139,8 +139,9 @@ func fromSidecar(t *spanTags, span ptrace.Span, rv *resourceView, clusterPrefix 
 // first: the spawn_upstream_span router shape ("router <cluster> egress",
 // which Istio only turns on for gateways), a router~ node_id elsewhere in the
 // same flush, and finally the workload's name containing "gateway"
-// (istio-ingressgateway, istio-egressgateway, <name>-gateway-istio), the
-// convention Istio's own tests use to tell gateway roots from client roots.
+// (istio-ingressgateway, istio-egressgateway; a Gateway-API deployment is
+// "<gateway name>-istio"), the convention Istio's own tests use to tell
+// gateway roots from client roots.
 func isGatewayWorkload(t *spanTags, span ptrace.Span, rv *resourceView) bool {
 	name := span.Name()
 	if strings.HasPrefix(name, "router ") && strings.HasSuffix(name, " egress") {
