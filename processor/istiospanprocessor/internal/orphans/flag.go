@@ -44,14 +44,17 @@ type resourceView struct {
 	rs          ptrace.ResourceSpans
 	scanned     bool
 	hasGatewayN bool
+	nameRead    bool
+	name        string
 }
 
-// serviceName is the (already normalised) resource service.name.
+// serviceName is the (already normalised) resource service.name, read once.
 func (rv *resourceView) serviceName() string {
-	if s, ok := istio.StringAttr(rv.rs.Resource().Attributes(), resAttrServiceName); ok {
-		return s
+	if !rv.nameRead {
+		rv.nameRead = true
+		rv.name, _ = istio.StringAttr(rv.rs.Resource().Attributes(), resAttrServiceName)
 	}
-	return ""
+	return rv.name
 }
 
 // gatewayNodeInFlush reports whether any span of this flush carries a

@@ -11,7 +11,7 @@ import (
 // With forwarding apps every hop of a request shares the id, so Bookinfo's
 // full chain gives 4 SERVER spans plus the orphans; spans beyond the bound
 // are still flagged and can still carry links, they are just not remembered.
-// It also bounds the worst-case memory of the index (see README).
+// Entries are fixed-size, so it also sets the index's memory per request id.
 const maxRecordsPerRequestID = 6
 
 // requestKey is a 128-bit hash of a guid:x-request-id value: fixed size, so
@@ -53,31 +53,30 @@ func pairable(a, b *record) bool {
 	return a.identity == b.identity && a.traceID != b.traceID
 }
 
+// entry is one request id and the spans remembered under it. It holds no
+// pointers, and neither does the map that finds it, so the garbage collector
+// never scans the index, however full it is.
 type entry struct {
-	key    requestKey
-	seen   int64 // when the request id was first seen, ns since the detector's epoch
-	recs   []record
-	inline [2]record // the common case (one SERVER, one orphan) needs no second allocation
+	key  requestKey
+	seen int64 // when the request id was first seen, ns since the detector's epoch
+	n    uint8 // records in use
+	recs [maxRecordsPerRequestID]record
 }
 
 // upsert adds r unless a record of the same span is already there. It
 // returns r's index, or -1 when the entry is full.
 func (e *entry) upsert(r record) int {
-	for i := range e.recs {
+	for i := range e.n {
 		if e.recs[i].spanID == r.spanID && e.recs[i].traceID == r.traceID {
-			return i
+			return int(i)
 		}
 	}
-	if len(e.recs) >= maxRecordsPerRequestID {
+	if int(e.n) >= maxRecordsPerRequestID {
 		return -1
 	}
-	if len(e.recs) == cap(e.recs) {
-		grown := make([]record, len(e.recs), maxRecordsPerRequestID)
-		copy(grown, e.recs)
-		e.recs = grown
-	}
-	e.recs = append(e.recs, r)
-	return len(e.recs) - 1
+	e.recs[e.n] = r
+	e.n++
+	return int(e.n) - 1
 }
 
 // bestServer picks the probable parent of orphan o: a pairable SERVER record
@@ -86,7 +85,7 @@ func (e *entry) upsert(r record) int {
 // earliest. It returns -1 when there is none.
 func (e *entry) bestServer(o *record) int {
 	best, bestScore := -1, -1
-	for i := range e.recs {
+	for i := range int(e.n) {
 		s := &e.recs[i]
 		if s.kind != serverRecord || !pairable(s, o) {
 			continue
@@ -124,6 +123,8 @@ type linked struct{ service string }
 
 // requestIndex remembers request ids for window, at most maxTracked of them,
 // in first-seen order so that expiry and eviction both take the oldest.
+// Entries live in a ring (slab) that grows on demand up to maxTracked and is
+// then reused: after warm-up, a new request id allocates nothing.
 // One mutex guards it: a batch does all its lookups and inserts under one
 // lock, so concurrent batches see each other in a single order and exactly
 // one side of a pair carries the link.
@@ -131,59 +132,73 @@ type requestIndex struct {
 	mu         sync.Mutex
 	window     int64
 	maxTracked int
-	entries    map[requestKey]*entry
-	queue      []*entry // FIFO by first sighting; queue[head] is the oldest
+	entries    map[requestKey]uint32 // slot in slab
+	slab       []entry               // ring, oldest at head
 	head       int
+	count      int
 	evicted    int64 // capacity evictions not yet reported to telemetry
 }
+
+// initialSlots is the ring's first size; it doubles up to maxTracked.
+const initialSlots = 1024
 
 func newRequestIndex(window int64, maxTracked int) *requestIndex {
 	return &requestIndex{
 		window:     window,
 		maxTracked: maxTracked,
-		entries:    make(map[requestKey]*entry),
+		entries:    make(map[requestKey]uint32),
 	}
 }
 
 func (ix *requestIndex) len() int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return len(ix.entries)
+	return ix.count
 }
 
 func (ix *requestIndex) popOldest() {
-	e := ix.queue[ix.head]
-	ix.queue[ix.head] = nil
-	ix.head++
-	delete(ix.entries, e.key)
+	delete(ix.entries, ix.slab[ix.head].key)
+	ix.head = (ix.head + 1) % len(ix.slab)
+	ix.count--
 }
 
 // expire drops request ids first seen more than window ago.
 func (ix *requestIndex) expire(now int64) {
-	for ix.head < len(ix.queue) && now-ix.queue[ix.head].seen >= ix.window {
+	for ix.count > 0 && now-ix.slab[ix.head].seen >= ix.window {
 		ix.popOldest()
 	}
 }
 
+// grow doubles the ring (up to maxTracked), unwrapping it in age order.
+func (ix *requestIndex) grow() {
+	n := min(max(2*len(ix.slab), initialSlots), ix.maxTracked)
+	grown := make([]entry, n)
+	for i := range ix.count {
+		grown[i] = ix.slab[(ix.head+i)%len(ix.slab)]
+		ix.entries[grown[i].key] = uint32(i)
+	}
+	ix.slab, ix.head = grown, 0
+}
+
+// get returns the entry for key, inserting it (and evicting the oldest when
+// full) if needed. The pointer is valid until the next get.
 func (ix *requestIndex) get(key requestKey, now int64) *entry {
-	if e, ok := ix.entries[key]; ok {
-		return e
+	if slot, ok := ix.entries[key]; ok {
+		return &ix.slab[slot]
 	}
-	if len(ix.entries) >= ix.maxTracked {
-		ix.popOldest()
-		ix.evicted++
+	if ix.count == len(ix.slab) {
+		if len(ix.slab) < ix.maxTracked {
+			ix.grow()
+		} else {
+			ix.popOldest()
+			ix.evicted++
+		}
 	}
-	if ix.head > 0 && ix.head >= len(ix.queue)/2 {
-		n := copy(ix.queue, ix.queue[ix.head:])
-		clear(ix.queue[n:])
-		ix.queue = ix.queue[:n]
-		ix.head = 0
-	}
-	e := &entry{key: key, seen: now}
-	e.recs = e.inline[:0]
-	ix.entries[key] = e
-	ix.queue = append(ix.queue, e)
-	return e
+	slot := (ix.head + ix.count) % len(ix.slab)
+	ix.slab[slot] = entry{key: key, seen: now}
+	ix.entries[key] = uint32(slot)
+	ix.count++
+	return &ix.slab[slot]
 }
 
 // link pairs the batch's SERVER spans and orphan roots with each other and
@@ -203,7 +218,7 @@ func (ix *requestIndex) link(servers, orphans []candidate, now int64, pairs []li
 		s := &servers[i]
 		e := ix.get(s.key, now)
 		si := e.upsert(s.rec)
-		for j := range e.recs {
+		for j := range int(e.n) {
 			o := &e.recs[j]
 			if o.kind != orphanRecord || !pairable(&s.rec, o) {
 				continue

@@ -8,9 +8,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// The processor's own telemetry. mdatagen v0.158.0 (the newest that builds
-// here) does not fit collector v0.162, so the instruments are registered by
-// hand with the names and units mdatagen would generate from metadata.yaml.
+// Step 2's own telemetry, registered by hand on the processor's meter with
+// the names and units mdatagen would generate, so that this package stands
+// alone (it is not in the processor's metadata.yaml).
 const (
 	meterScope = "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
 
