@@ -194,8 +194,7 @@ func fillIndex(maxTracked, records int) uint64 {
 	runtime.ReadMemStats(&before)
 	ix := newRequestIndex(int64(time.Hour), maxTracked)
 	for i := range maxTracked {
-		var key requestKey
-		binary.LittleEndian.PutUint64(key[:], uint64(i)*0x9E3779B97F4A7C15)
+		key := requestKey(uint64(i) * 0x9E3779B97F4A7C15)
 		e := ix.get(key, int64(i))
 		for r := range records {
 			e.upsert(record{traceID: pcommon.TraceID{byte(r), byte(i), byte(i >> 8), byte(i >> 16)}, spanID: pcommon.SpanID{byte(r)}, kind: serverRecord})

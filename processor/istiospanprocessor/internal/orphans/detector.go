@@ -22,8 +22,8 @@ type Detector struct {
 
 	now   func() time.Time
 	epoch time.Time
-	// Seeds for the request-id key (two halves) and the workload identity.
-	keySeed [2]maphash.Seed
+	// Seeds for the request-id key and the workload identity.
+	keySeed maphash.Seed
 	idSeed  maphash.Seed
 
 	scratch sync.Pool // *batchScratch
@@ -44,7 +44,7 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 		origins:  newOriginSet(cfg.Origins),
 		services: newServiceRegistry(MaxServices),
 		now:      time.Now,
-		keySeed:  [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		keySeed:  maphash.MakeSeed(),
 		idSeed:   maphash.MakeSeed(),
 	}
 	d.epoch = d.now()
@@ -103,7 +103,11 @@ func (d *Detector) Process(td ptrace.Traces) {
 				if kind != ptrace.SpanKindClient && (kind != ptrace.SpanKindServer || d.index == nil) {
 					continue
 				}
-				tags := readTags(span.Attributes())
+				// Only an orphan root may need the tags beyond node_id and the
+				// request id: for origins.
+				root := span.ParentSpanID().IsEmpty()
+				tags := readTags(span.Attributes(), root && kind == ptrace.SpanKindClient && !d.origins.empty(),
+					kind == ptrace.SpanKindServer || root)
 				if kind == ptrace.SpanKindServer {
 					if fromSidecar(&tags, span, &rv, inboundClusterPrefix) {
 						if c, ok := d.candidate(span, &tags, &rv, serverRecord); ok {
@@ -116,7 +120,7 @@ func (d *Detector) Process(td ptrace.Traces) {
 					continue
 				}
 				outbound++
-				if !span.ParentSpanID().IsEmpty() || d.origins.match(&tags, &rv) {
+				if !root || d.origins.match(&tags, &rv) {
 					continue
 				}
 				markOrphan(span.Attributes())
@@ -181,13 +185,7 @@ func (d *Detector) candidate(span ptrace.Span, t *spanTags, rv *resourceView, ki
 }
 
 func (d *Detector) requestKey(rid string) requestKey {
-	var k requestKey
-	a, b := maphash.String(d.keySeed[0], rid), maphash.String(d.keySeed[1], rid)
-	for i := range 8 {
-		k[i] = byte(a >> (8 * i))
-		k[8+i] = byte(b >> (8 * i))
-	}
-	return k
+	return requestKey(maphash.String(d.keySeed, rid))
 }
 
 // identity names the workload that emitted a span: the proxy's node_id (one

@@ -100,12 +100,19 @@ func (t tag) str() string {
 	return t.v.Str()
 }
 
-func readTags(attrs pcommon.Map) spanTags {
+// readTags scans attrs for the tags. With full false it stops as soon as it
+// has a node_id and, when wantRequestID, a request id: with node_id present
+// no other tag is needed (canonical service and namespace matter only for
+// origins, and upstream_cluster only without node_id). Without node_id the
+// scan runs to the end and finds everything.
+func readTags(attrs pcommon.Map, full, wantRequestID bool) spanTags {
 	var t spanTags
+	nodeOK := false // a non-empty string node_id: an empty one counts as missing
 	for k, v := range attrs.All() {
 		switch k {
 		case istio.AttrNodeID:
 			t.nodeID = tag{v, true}
+			nodeOK = t.nodeID.str() != ""
 		case istio.AttrUpstreamCluster:
 			t.upstreamCluster = tag{v, true}
 		case istio.AttrRequestID:
@@ -114,6 +121,11 @@ func readTags(attrs pcommon.Map) spanTags {
 			t.canonical = tag{v, true}
 		case istio.AttrNamespace:
 			t.namespace = tag{v, true}
+		default:
+			continue
+		}
+		if !full && nodeOK && (t.requestID.ok || !wantRequestID) {
+			break
 		}
 	}
 	return t
@@ -191,6 +203,8 @@ func newOriginSet(origins []string) originSet {
 	}
 	return o
 }
+
+func (o originSet) empty() bool { return len(o.names) == 0 }
 
 // match reports whether the span's workload is an origin. Names are the
 // canonical service (istio.canonical_service) and the normalised resource

@@ -1,7 +1,6 @@
 package orphans
 
 import (
-	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 
@@ -23,11 +22,7 @@ func TestIndexRingMatchesFIFOModel(t *testing.T) {
 	var model []item
 	var evicted int64
 	rng := rand.New(rand.NewPCG(1, 2))
-	keyOf := func(i uint64) requestKey {
-		var k requestKey
-		binary.LittleEndian.PutUint64(k[:], i)
-		return k
-	}
+	keyOf := func(i uint64) requestKey { return requestKey(i*0x9E3779B97F4A7C15 + 1) }
 	now, next := int64(0), uint64(0)
 	for step := range 20000 {
 		if step > 8000 { // first fill up and evict, then let ids expire too
