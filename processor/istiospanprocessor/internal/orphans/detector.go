@@ -138,7 +138,7 @@ func (d *Detector) Process(td ptrace.Traces) {
 		s.seen(now)
 		if orphans > 0 {
 			s.orphans.Add(orphans)
-			d.tel.orphans.Add(ctx, orphans, s.attrs)
+			d.tel.orphans.Add(ctx, orphans, s.attrs...)
 		}
 	}
 
@@ -154,7 +154,7 @@ func (d *Detector) Process(td ptrace.Traces) {
 		s := d.services.get(p.service)
 		s.relinked.Add(1)
 		s.seen(now)
-		d.tel.relinked.Add(ctx, 1, s.attrs)
+		d.tel.relinked.Add(ctx, 1, s.attrs...)
 	}
 }
 

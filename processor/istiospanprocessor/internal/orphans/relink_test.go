@@ -341,3 +341,20 @@ func reportFor(t *testing.T, d *Detector, service string) ServiceReport {
 	t.Fatalf("no report line for %s in %+v", service, d.Report())
 	return ServiceReport{}
 }
+
+// Spans already flagged and linked (the steady state of a re-sent batch) and
+// healthy spans cost no allocation per span: the index, the report and the
+// counters reuse what they have.
+func TestSteadyStateAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	d, _ := newTestDetector(t, DefaultConfig())
+	td := ptrace.NewTraces()
+	for _, fx := range []string{fxPropagated, fxForwardsXRID, fxNoPropagate, fxSpawn, fxLegacy} {
+		readTraces(t, fx).ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+	}
+	d.Process(td)
+	allocs := testing.AllocsPerRun(50, func() { d.Process(td) })
+	assert.Less(t, allocs, 1.0, "%d spans, %.1f allocations per batch", td.SpanCount(), allocs)
+}

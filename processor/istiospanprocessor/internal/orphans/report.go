@@ -49,7 +49,7 @@ type ServiceReport struct {
 // serviceStats are one service's counters since the detector started.
 type serviceStats struct {
 	name     string
-	attrs    metric.MeasurementOption // istio.service=name, built once
+	attrs    []metric.AddOption // istio.service=name, built once: passing it with ... does not allocate
 	outbound atomic.Int64
 	orphans  atomic.Int64
 	relinked atomic.Int64
@@ -59,7 +59,7 @@ type serviceStats struct {
 func newServiceStats(name string) *serviceStats {
 	return &serviceStats{
 		name:  name,
-		attrs: metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrService, name))),
+		attrs: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrService, name)))},
 	}
 }
 
