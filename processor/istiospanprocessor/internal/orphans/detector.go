@@ -34,7 +34,8 @@ type batchScratch struct {
 	pairs            []linked
 }
 
-// NewDetector builds a Detector from a validated-or-not Config.
+// NewDetector validates cfg and builds a Detector whose instruments are
+// registered on set.MeterProvider.
 func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -62,7 +63,8 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 	return d, nil
 }
 
-// Shutdown releases the telemetry callback and the index.
+// Shutdown unregisters the telemetry callback. Process must not be called
+// after it.
 func (d *Detector) Shutdown() {
 	d.tel.shutdown()
 }
