@@ -64,11 +64,6 @@ var _ component.Config = (*Config)(nil)
 // errInvalidFormat is wrapped by Validate so callers can match it.
 var errInvalidFormat = errors.New("invalid service_name.format")
 
-// Validate checks the configuration.
-func (cfg *Config) Validate() error {
-	return cfg.ServiceName.Validate()
-}
-
 // Validate checks the service_name block.
 func (cfg *ServiceNameConfig) Validate() error {
 	for _, f := range formats {
