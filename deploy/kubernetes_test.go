@@ -97,6 +97,11 @@ func TestKustomizationsRender(t *testing.T) {
 					t.Errorf("%s is in namespace %q, want observability", o.Name(), ns)
 				}
 			}
+			for _, ns := range ofType[*corev1.Namespace](objs) {
+				if ns.Labels["istio-injection"] != "disabled" || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+					t.Errorf("Namespace %s: want istio-injection=disabled and the restricted Pod Security Standard enforced, got %v", ns.Name, ns.Labels)
+				}
+			}
 			cms := append(ofType[*corev1.ConfigMap](objs), backend)
 			var findings policy.Findings
 			for _, cm := range cms {
