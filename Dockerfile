@@ -9,8 +9,9 @@ WORKDIR /src
 # The distribution and the modules it replaces with local paths (processor/,
 # extension/); .dockerignore leaves out the rest.
 COPY . .
-RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    cd distribution && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/otelcol-istio .
+# No RUN --mount caches: the legacy builder (docker without buildx) and
+# podman both build this file as it is.
+RUN cd distribution && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/otelcol-istio .
 # The queue directory, owned by the runtime user (the root filesystem is
 # read-only in Kubernetes; a volume is mounted here there).
 RUN mkdir -p /out/queue
