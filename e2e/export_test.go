@@ -315,3 +315,52 @@ func assertNoToken(t *testing.T, text, token string) {
 		t.Errorf("the token appears in the output: ...%s...", text[max(0, i-200):i])
 	}
 }
+
+// The receivers, health_check and the metrics endpoint bind to MY_POD_IP.
+// A random 127.0.0.x address stands in for the pod IP, so the shipped ports
+// (4317, 4318, 13133, 8888) are used without colliding with anything on
+// 127.0.0.1.
+func TestShippedConfigBindsToPodIP(t *testing.T) {
+	backend := harness.StartBackend(t)
+	podIP := fmt.Sprintf("127.0.0.%d", 2+time.Now().UnixNano()%250)
+	env := shippedEnv(backend, "grpc", t.TempDir())
+	env["MY_POD_IP"] = podIP
+	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"))
+	cmd.Env = filterEnv(os.Environ(), env)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + podIP + ":13133/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no health_check on %s:13133: %v", podIP, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	td := harness.ReadTraces(t, fixturePropagated)
+	if err := harness.SendGRPC(ctx, podIP+":4317", td); err != nil {
+		t.Fatalf("OTLP/gRPC on %s:4317: %v", podIP, err)
+	}
+	if err := harness.SendHTTP(ctx, "http://"+podIP+":4318", "proto", td); err != nil {
+		t.Fatalf("OTLP/HTTP on %s:4318: %v", podIP, err)
+	}
+	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
+	resp, err := http.Get("http://" + podIP + ":8888/metrics")
+	if err != nil {
+		t.Fatalf("metrics on %s:8888: %v", podIP, err)
+	}
+	resp.Body.Close()
+}
