@@ -1,15 +1,22 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/otelcol-istio/otelcol-istio/e2e/harness"
 )
@@ -313,4 +320,141 @@ func TestBackendResourceExhaustedIsNotSilent(t *testing.T) {
 	if !strings.Contains(col.Logs(), "ResourceExhausted") {
 		t.Error("the drop is not in the collector's log")
 	}
+}
+
+// The memory limiter, first in the pipeline, refuses spans with a retryable
+// status when large requests arrive faster than the backend takes them.
+// Its limit is on the Go heap, checked after a request is decoded; with
+// GOMEMLIMIT set under it (as the Deployment should), the process's
+// anonymous memory stays within twice the limit under this spiky load
+// (without GOMEMLIMIT it measured 275 MiB for a 96 MiB limit). File-backed
+// RSS (the queue's memory-mapped file) is reported, not bounded: it is page
+// cache the kernel can reclaim.
+func TestMemoryLimiterRefusesUnderPressure(t *testing.T) {
+	const (
+		limitMiB = 96
+		senders  = 8
+		// Requests being received and decoded, exports being compressed and
+		// the runtime's own overhead sit outside the heap limit.
+		boundMiB = 2 * limitMiB
+	)
+	backend := harness.StartBackend(t)
+	backend.SetFailure(harness.Failure{Delay: 2 * time.Second})
+	env := shippedEnv(backend, "grpc", t.TempDir())
+	env["GOMEMLIMIT"] = fmt.Sprintf("%dMiB", limitMiB*8/10)
+	override := writeConfig(t, fmt.Sprintf(`
+processors:
+  memory_limiter:
+    check_interval: 100ms
+    limit_percentage: 0
+    spike_limit_percentage: 0
+    limit_mib: %d
+    spike_limit_mib: 24
+`, limitMiB))
+	col := startShipped(t, "grpc", env, override)
+	pid := collectorPID(t, override)
+
+	// 3.5 MiB requests (1 000 spans of 3.5 KiB), from 8 senders at once.
+	big := oneSpan("pressure")
+	spans := big.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+	for i := range 999 {
+		s := spans.AppendEmpty()
+		spans.At(0).CopyTo(s)
+		s.SetSpanID([8]byte{byte(i), byte(i >> 8), 9})
+	}
+	for i := 0; i < spans.Len(); i++ {
+		spans.At(i).Attributes().PutStr("payload", strings.Repeat("p", 3500))
+	}
+	req := ptraceotlp.NewExportRequestFromTraces(big)
+	conn, err := grpc.NewClient(col.GRPCEndpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := ptraceotlp.NewGRPCClient(conn)
+	var mu sync.Mutex
+	got := map[codes.Code]int{}
+	stop := time.Now().Add(soakOr(10*time.Second, 60*time.Second))
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := client.Export(ctx, req)
+				cancel()
+				mu.Lock()
+				got[status.Code(err)]++
+				mu.Unlock()
+			}
+		})
+	}
+	maxAnon, maxFile := 0, 0
+	for time.Now().Before(stop) {
+		anon, file := procRSS(pid)
+		maxAnon, maxFile = max(maxAnon, anon), max(maxFile, file)
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	refused := scrapeMetric(t, col, "otelcol_processor_memory_limiter_refused_spans")
+	t.Logf("%d senders of 3.5 MiB requests, backend 2 s slow: answers %v; memory_limiter refused %.0f spans; "+
+		"max RssAnon %d MiB (limit %d MiB, bound %d MiB), max RssFile %d MiB (queue file)",
+		senders, got, refused, maxAnon>>20, limitMiB, boundMiB, maxFile>>20)
+	for code := range got {
+		if code != codes.OK && code != codes.Unavailable {
+			t.Errorf("sender got %v, want OK or retryable Unavailable", code)
+		}
+	}
+	if got[codes.Unavailable] == 0 || refused == 0 {
+		t.Error("the memory limiter never refused")
+	}
+	if maxAnon == 0 {
+		t.Error("no RSS read from /proc")
+	} else if maxAnon>>20 >= boundMiB {
+		t.Errorf("anonymous RSS reached %d MiB, over %d MiB (twice the %d MiB limit)", maxAnon>>20, boundMiB, limitMiB)
+	}
+	if col.Exited() {
+		t.Fatal("collector died under memory pressure")
+	}
+}
+
+// collectorPID finds the collector process started with a config at path
+// (each test's override file has a unique temporary path).
+func collectorPID(t testing.TB, path string) int {
+	t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), path) {
+			return pid
+		}
+	}
+	t.Fatalf("no process runs with %s", path)
+	return 0
+}
+
+// procRSS is the process's anonymous and file-backed resident memory, in
+// bytes, from /proc/<pid>/status (0, 0 when it cannot be read).
+func procRSS(pid int) (anon, file int) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "RssAnon:":
+			anon = kb << 10
+		case "RssFile:":
+			file = kb << 10
+		}
+	}
+	return anon, file
 }
