@@ -124,6 +124,59 @@ func TestExportTokenFileRotation(t *testing.T) {
 	assertNoToken(t, col.Logs(), "second-token-bbbb")
 }
 
+// The same for a Secret volume as kubelet lays it out: token -> ..data/token,
+// ..data -> a timestamped directory; an update writes a new directory,
+// swaps ..data atomically and removes the old directory.
+func TestExportTokenFileRotationKubernetesSecret(t *testing.T) {
+	backend := harness.StartBackend(t)
+	vol := t.TempDir()
+	writeGen := func(gen, token string) {
+		if err := os.Mkdir(filepath.Join(vol, gen), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(vol, gen, "token"), []byte(token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(vol, "..data_tmp")
+		if err := os.Symlink(gen, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(vol, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeGen("..2026_11_22_01", "secret-gen-one")
+	if err := os.Symlink("..data/token", filepath.Join(vol, "token")); err != nil {
+		t.Fatal(err)
+	}
+	env := shippedEnv(backend, "http", t.TempDir())
+	delete(env, "OTLP_BACKEND_TOKEN")
+	env["OTLP_BACKEND_TOKEN_FILE"] = filepath.Join(vol, "token")
+	col := startShipped(t, "http", env)
+	n := sendFixture(t, col).SpanCount()
+	backend.WaitForSpans(n, 15*time.Second)
+	if got := lastHeader(backend, "authentication"); len(got) != 1 || got[0] != "secret-gen-one" {
+		t.Fatalf("first token: got %q", got)
+	}
+	writeGen("..2026_11_22_02", "secret-gen-two")
+	if err := os.RemoveAll(filepath.Join(vol, "..2026_11_22_01")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n += sendFixture(t, col).SpanCount()
+		backend.WaitForSpans(n, 15*time.Second)
+		if got := lastHeader(backend, "authentication"); len(got) == 1 && got[0] == "secret-gen-two" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rotated Secret not used after 15 s; last header %q", lastHeader(backend, "authentication"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	assertNoToken(t, col.Logs(), "secret-gen-")
+}
+
 // runToExit runs the binary with a shipped config on free ports and returns
 // its output; it fails the test if the collector does not exit by itself.
 func runToExit(t *testing.T, transport string, env map[string]string) string {
@@ -316,16 +369,23 @@ func assertNoToken(t *testing.T, text, token string) {
 	}
 }
 
-// The receivers, health_check and the metrics endpoint bind to MY_POD_IP.
-// A random 127.0.0.x address stands in for the pod IP, so the shipped ports
-// (4317, 4318, 13133, 8888) are used without colliding with anything on
-// 127.0.0.1.
+// The receivers and health_check bind to MY_POD_IP. A random 127.0.0.x
+// address stands in for the pod IP, so the shipped ports (4317, 4318,
+// 13133) are used without colliding with anything on 127.0.0.1.
 func TestShippedConfigBindsToPodIP(t *testing.T) {
 	backend := harness.StartBackend(t)
 	podIP := fmt.Sprintf("127.0.0.%d", 2+time.Now().UnixNano()%250)
 	env := shippedEnv(backend, "grpc", t.TempDir())
 	env["MY_POD_IP"] = podIP
-	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"))
+	// Only the internal metrics move to a free port.
+	metrics := writeConfig(t, fmt.Sprintf(`
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull: {exporter: {prometheus: {host: 127.0.0.1, port: %s}}}
+`, harness.FreePort(t)))
+	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"), "--config", metrics)
 	cmd.Env = filterEnv(os.Environ(), env)
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -358,9 +418,4 @@ func TestShippedConfigBindsToPodIP(t *testing.T) {
 		t.Fatalf("OTLP/HTTP on %s:4318: %v", podIP, err)
 	}
 	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
-	resp, err := http.Get("http://" + podIP + ":8888/metrics")
-	if err != nil {
-		t.Fatalf("metrics on %s:8888: %v", podIP, err)
-	}
-	resp.Body.Close()
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -259,6 +260,17 @@ exporters:
 				time.Sleep(500 * time.Millisecond)
 			}
 			load.Stop()
+			// An OTLP/HTTP sender is told the same, with 503 (or 429).
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := harness.PostHTTP(ctx, "http://"+col.HTTPEndpoint, "application/x-protobuf",
+				protoBody(t, oneSpan("while-full")), nil)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != http.StatusServiceUnavailable && resp.Status != http.StatusTooManyRequests {
+				t.Errorf("OTLP/HTTP sender got %d while the queue is full, want 503 or 429", resp.Status)
+			}
 			backend.SetFailure(harness.Failure{})
 			tl := load.waitDelivered(backend, 90*time.Second)
 			errs := load.errorCodes()
