@@ -19,16 +19,24 @@ import (
 )
 
 var (
-	_                   extension.Extension            = (*backendAuth)(nil)
-	_                   extensionauth.HTTPClient       = (*backendAuth)(nil)
-	_                   extensionauth.GRPCClient       = (*backendAuth)(nil)
-	_                   extensionmiddleware.GRPCClient = (*backendAuth)(nil)
-	_                   credentials.PerRPCCredentials  = (*perRPC)(nil)
-	_                   http.RoundTripper              = (*roundTripper)(nil)
-	errEmptyCredentials                                = errors.New("backend_auth: the token is empty; not sending an empty credential")
-	errPlaintextRefused                                = errors.New("backend_auth: refusing to send the token over plaintext http://; set OTLP_BACKEND_INSECURE=true to allow it")
-	tokenFileWait                                      = 5 * time.Second // how long Start waits for a missing token file
-	tokenFileRetries                                   = 5
+	_ extension.Extension            = (*backendAuth)(nil)
+	_ extensionauth.HTTPClient       = (*backendAuth)(nil)
+	_ extensionauth.GRPCClient       = (*backendAuth)(nil)
+	_ extensionmiddleware.GRPCClient = (*backendAuth)(nil)
+	_ credentials.PerRPCCredentials  = (*perRPC)(nil)
+	_ http.RoundTripper              = (*roundTripper)(nil)
+)
+
+var (
+	errEmptyCredentials = errors.New("backend_auth: the token is empty; not sending an empty credential")
+	errPlaintextRefused = errors.New("backend_auth: refusing to send the token over plaintext http://; set OTLP_BACKEND_INSECURE=true to allow it")
+)
+
+// A missing token file is retried for tokenFileWait before Start fails:
+// long enough for a volume being mounted, short enough to fail visibly.
+var (
+	tokenFileWait    = 5 * time.Second
+	tokenFileRetries = 5
 )
 
 // backendAuth runs a bearertokenauth extension for the token and wraps its
