@@ -122,6 +122,12 @@ test-e2e: $(BINARY) $(TELEMETRYGEN)
 	OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) TELEMETRYGEN=$(TELEMETRYGEN) \
 	  $(GO) test -count=1 -timeout 20m ./e2e/...
 
+## test-soak: the reliability tests with long outages and loads (OTELCOL_ISTIO_SOAK=1), about 10 minutes
+.PHONY: test-soak
+test-soak: $(BINARY)
+	OTELCOL_ISTIO_SOAK=1 OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) \
+	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter' ./e2e/
+
 ## bench: benchmarks that print speed and memory figures
 .PHONY: bench
 bench:
