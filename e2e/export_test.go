@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -316,6 +318,12 @@ func TestExportRejectedCredentials(t *testing.T) {
 			if n := strings.Count(col.Logs(), "backend rejected credentials"); n != 1 {
 				t.Errorf("'backend rejected credentials' logged %d times, want once", n)
 			}
+			// health_check, as shipped, says so on /status too.
+			exporterID := map[string]string{"grpc": "otlp_grpc", "http": "otlp_http"}[tc.transport]
+			waitShippedStatus(t, col, 20*time.Second, func(doc statusDoc) bool {
+				e, ok := doc.Exporters[exporterID]
+				return ok && !e.Delivering && e.LastError == "backend rejected credentials"
+			})
 			assertNoToken(t, col.Logs(), testToken)
 		})
 	}
@@ -418,4 +426,32 @@ service:
 		t.Fatalf("OTLP/HTTP on %s:4318: %v", podIP, err)
 	}
 	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
+}
+
+// waitShippedStatus polls /status of a collector running a shipped config
+// until cond holds.
+func waitShippedStatus(t *testing.T, col *harness.Collector, timeout time.Duration, cond func(statusDoc) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + col.HealthEndpoint + "/status")
+		if err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = string(raw)
+			var doc statusDoc
+			if json.Unmarshal(raw, &doc) == nil && cond(doc) {
+				return
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	metrics := ""
+	if resp, err := http.Get("http://" + col.MetricsEndpoint + "/metrics"); err == nil {
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(raw)
+	}
+	t.Fatalf("/status never reached the expected state in %s; last:\n%s\nmetrics:\n%s", timeout, last, metrics)
 }

@@ -120,8 +120,17 @@ func StartCollector(t testing.TB, opts CollectorOptions) *Collector {
 		c.GRPCEndpoint, c.HTTPEndpoint = "localhost:4317", "localhost:4318"
 		c.HealthEndpoint, c.MetricsEndpoint = "localhost:13133", "localhost:8888"
 	}
+	env := map[string]string{}
+	if !opts.KeepPorts {
+		// The shipped configs send the collector's own logs to health_check
+		// on this loopback port; give each collector its own.
+		env["HEALTH_CHECK_LOGS_PORT"] = FreePort(t)
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
 	c.cmd = exec.Command(Binary(t), args...)
-	c.cmd.Env = mergeEnv(opts.Env)
+	c.cmd.Env = mergeEnv(env)
 	c.cmd.Stdout = c.logs
 	c.cmd.Stderr = c.logs
 	if err := c.cmd.Start(); err != nil {

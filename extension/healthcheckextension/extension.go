@@ -121,6 +121,7 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 		h.logsAddr, h.releaseLogs = addr, release
 	}
 
+	h.tracker.Seed(h.clock())
 	h.scraper.start()
 	return nil
 }

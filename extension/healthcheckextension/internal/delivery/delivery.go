@@ -53,6 +53,14 @@ func NewTracker(keep time.Duration) *Tracker {
 	return &Tracker{keep: keep}
 }
 
+// Seed records an all-zero reading at the moment the collector's counters
+// are known to be zero (the extension starts before any receiver). Without
+// it the first scrape would be the baseline, and spans that arrived and
+// failed before that scrape would never count against the exporter.
+func (t *Tracker) Seed(at time.Time) {
+	t.Add(selfmetrics.Snapshot{At: at, Exporters: map[string]*selfmetrics.Exporter{}, Received: map[string]float64{}})
+}
+
 // Add records a reading. Readings must arrive in time order.
 func (t *Tracker) Add(s selfmetrics.Snapshot) {
 	t.mu.Lock()

@@ -137,3 +137,22 @@ func TestFailedByTypeDeltas(t *testing.T) {
 	h := tr.Evaluate(time.Minute, nil, nil)["otlp_grpc"]
 	assert.Equal(t, map[string]float64{"Unauthenticated": 15, "Unavailable": 5}, h.FailedByType)
 }
+
+// Spans that arrive and fail before the first scrape still count: the seed
+// at start is the baseline, not the first reading.
+func TestSeedCountsWhatHappenedBeforeTheFirstScrape(t *testing.T) {
+	tr := NewTracker(time.Minute)
+	tr.Seed(t0)
+	tr.Add(reading(5, 40, 0, 40)) // all 40 spans arrived and were rejected before this first scrape
+	tr.Add(reading(10, 40, 0, 40))
+	h := tr.Evaluate(time.Minute, nil, nil)["otlp_grpc"]
+	assert.InDelta(t, 40, h.Received, 0)
+	assert.InDelta(t, 40, h.Failed, 0)
+	assert.False(t, h.Delivering)
+
+	unseeded := NewTracker(time.Minute)
+	unseeded.Add(reading(5, 40, 0, 40))
+	unseeded.Add(reading(10, 40, 0, 40))
+	assert.True(t, unseeded.Evaluate(time.Minute, nil, nil)["otlp_grpc"].Delivering,
+		"without the seed the first reading is the baseline and the failure is missed")
+}
