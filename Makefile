@@ -77,6 +77,13 @@ $(BINARY): $(BINARY_SOURCES)
 run: $(BINARY)
 	./$(BINARY) --config $(LOCAL_CONFIG)
 
+## demo: build, then show the collector on a simulated Bookinfo mesh (Ctrl-C stops; DEMO_DURATION=10s bounds it)
+DEMO_DURATION ?=
+.PHONY: demo
+demo: $(BINARY)
+	@$(GO) build -o bin/meshsim-demo ./e2e/cmd/demo
+	@./bin/meshsim-demo -binary $(BINARY) -config distribution/config.demo.yaml -duration '$(DEMO_DURATION)'
+
 ## validate: run the binary's own `validate` on every config we ship
 .PHONY: validate
 validate: $(BINARY)
