@@ -111,12 +111,14 @@ test-e2e: $(BINARY) $(TELEMETRYGEN)
 	OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) TELEMETRYGEN=$(TELEMETRYGEN) \
 	  $(GO) test -count=1 -timeout 20m ./e2e/...
 
-## bench: benchmarks that print speed and memory figures
+## bench: micro benchmarks of every module, then the end-to-end benchmark of the binary (under 10 min); table in bench/results/
 .PHONY: bench
-bench:
+bench: $(BINARY)
+	@mkdir -p bench/results
 	@for m in $(MODULES); do \
 	  (cd $$m && $(GO) test -run '^$$' -bench . -benchmem $$( $(GO) list ./... | grep -v '/e2e' )); \
-	done
+	done | tee bench/results/micro.txt
+	$(GO) run ./bench/cmd/collectorbench -binary $(BINARY) -out bench/results -micro bench/results/micro.txt
 
 ## fmt: format all Go code
 .PHONY: fmt

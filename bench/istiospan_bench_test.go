@@ -1,5 +1,5 @@
 // Package bench holds the istio_span micro benchmarks and, in
-// cmd/e2ebench, the end-to-end benchmark of the built collector. See
+// cmd/collectorbench, the end-to-end benchmark of the built collector. See
 // README.md for how to run them and read the figures.
 package bench
 
