@@ -62,7 +62,7 @@ processors:
 exporters:
   otlp_grpc:
     endpoint: %[4]s
-    compression: gzip
+    compression: %[8]s
     tls:
       insecure: true
     timeout: 10s
@@ -116,6 +116,8 @@ type CollectorOptions struct {
 	// Queue is "memory" (default) or "file": the shipped config's
 	// persistent queue with fsync, which ties throughput to the disk.
 	Queue string
+	// Compression is the exporter's: gzip (shipped), zstd, snappy or none.
+	Compression string
 }
 
 // StartCollector starts the binary with the pipeline on free ports and waits
@@ -139,7 +141,7 @@ func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
 	}
 	queueDir := filepath.Join(o.Dir, string(p)+"-queue")
 	cfg := filepath.Join(o.Dir, string(p)+".yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], o.SinkAddr, procs, queueDir, storage), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], o.SinkAddr, procs, queueDir, storage, o.Compression), 0o600); err != nil {
 		return nil, err
 	}
 	args := []string{o.Binary, "--config", cfg}

@@ -1,11 +1,13 @@
 package collectorbench
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +40,15 @@ func (rawCodec) Name() string { return "proto" }
 type Request struct {
 	Body  []byte
 	Spans int
+}
+
+// httpHead is the HTTP/1.1 request head for a body of n bytes: with it the
+// HTTP replayer writes requests as bytes on kept-alive connections, without
+// net/http's client machinery, which would cost more than the collector's
+// side of the exchange.
+func httpHead(host string, n int) []byte {
+	return []byte("POST /v1/traces HTTP/1.1\r\nHost: " + host +
+		"\r\nContent-Type: application/x-protobuf\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n")
 }
 
 // Pool builds at least spans spans of the mixed Bookinfo workload
@@ -92,10 +103,17 @@ func (r LoadResult) Achieved() float64 { return float64(r.Accepted) / r.Duration
 type Replayer struct {
 	protocol string
 	pool     []Request
+	heads    [][]byte // per pool entry, for HTTP
 	grpc     []*grpc.ClientConn
-	http     *http.Client
-	url      string
+	endpoint string
+	conns    []*httpConn // one per worker, for HTTP
 	workers  int
+}
+
+// httpConn is one kept-alive HTTP/1.1 connection of the replayer.
+type httpConn struct {
+	c net.Conn
+	r *bufio.Reader
 }
 
 // NewReplayer connects to the collector's OTLP receiver: protocol "grpc"
@@ -114,10 +132,11 @@ func NewReplayer(protocol, endpoint string, pool []Request, workers int) (*Repla
 			r.grpc = append(r.grpc, c)
 		}
 	case "http":
-		r.url = "http://" + endpoint + "/v1/traces"
-		r.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: workers, MaxIdleConnsPerHost: workers, IdleConnTimeout: time.Minute,
-		}}
+		r.endpoint = endpoint
+		r.conns = make([]*httpConn, workers)
+		for _, q := range pool {
+			r.heads = append(r.heads, httpHead(endpoint, len(q.Body)))
+		}
 	default:
 		return nil, fmt.Errorf("protocol %q is not one of grpc, http", protocol)
 	}
@@ -129,31 +148,54 @@ func (r *Replayer) Close() {
 	for _, c := range r.grpc {
 		_ = c.Close()
 	}
-	if r.http != nil {
-		r.http.CloseIdleConnections()
+	for _, c := range r.conns {
+		if c != nil {
+			_ = c.c.Close()
+		}
 	}
 }
 
-func (r *Replayer) send(ctx context.Context, worker int, body []byte) error {
+func (r *Replayer) send(ctx context.Context, worker, i int) error {
+	body := r.pool[i].Body
 	if r.protocol == "grpc" {
 		var reply []byte
 		return r.grpc[worker%len(r.grpc)].Invoke(ctx, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &body, &reply)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
-	if err != nil {
-		return err
+	c := r.conns[worker]
+	if c == nil {
+		nc, err := net.DialTimeout("tcp", r.endpoint, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		c = &httpConn{c: nc, r: bufio.NewReaderSize(nc, 4096)}
+		r.conns[worker] = c
 	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	resp, err := r.http.Do(req)
+	keep, err := r.exchange(c, i)
+	if err != nil || !keep {
+		_ = c.c.Close()
+		r.conns[worker] = nil
+	}
+	return err
+}
+
+// exchange writes one pre-built request and reads the response; keep says
+// whether the connection stays usable.
+func (r *Replayer) exchange(c *httpConn, i int) (keep bool, err error) {
+	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	bufs := net.Buffers{r.heads[i], r.pool[i].Body}
+	if _, err := bufs.WriteTo(c.c); err != nil {
+		return false, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("http %d", resp.StatusCode)
+		return !resp.Close, fmt.Errorf("http %d", resp.StatusCode)
 	}
-	return nil
+	return !resp.Close, nil
 }
 
 // Load sends at rate spans/s for d. Workers pace themselves on a shared
@@ -190,9 +232,10 @@ func (r *Replayer) Load(ctx context.Context, rate float64, d time.Duration) Load
 				if wait := time.Until(due); wait > 0 {
 					time.Sleep(wait)
 				}
-				q := r.pool[int(i)%len(r.pool)]
+				k := int(i) % len(r.pool)
+				q := r.pool[k]
 				sent.Add(int64(q.Spans))
-				if err := r.send(ctx, w, q.Body); err != nil {
+				if err := r.send(ctx, w, k); err != nil {
 					refused.Add(int64(q.Spans))
 					errMu.Lock()
 					if len(res.Errors) < 5 {

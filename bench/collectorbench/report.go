@@ -76,11 +76,15 @@ func (r *Report) Write(w io.Writer, micro string) {
 		pin = "taskset -c " + o.CollectorCPUs + " (benchmark process on the other CPUs)"
 	}
 	fmt.Fprintf(w, "| collector | GOMAXPROCS=%d, %s |\n", o.GOMAXPROCS, pin)
+	fmt.Fprintf(w, "| exporter | otlp_grpc, compression %s, %s sending queue with batching |\n", o.Compression, o.Queue)
 	fmt.Fprintf(w, "| load | Bookinfo mix (40%% renamed, 30%% normalised, 20%% orphan traffic, 10%% non-Istio), %d pre-encoded exports of %.1f spans, %d senders |\n\n",
 		r.PoolRequests, r.PoolSpansPerReq, o.Workers)
-	if r.Ceiling != nil {
-		fmt.Fprintf(w, "Replayer ceiling (gRPC straight to the sink, same process): %.0f spans/s.\n\n", r.Ceiling.Achieved())
+	for _, proto := range o.Protocols {
+		if c, ok := r.Ceiling[proto]; ok {
+			fmt.Fprintf(w, "Replayer ceiling, %s straight into a sink in the same process: %.0f spans/s.\n", proto, c.Achieved())
+		}
 	}
+	fmt.Fprintln(w)
 
 	if micro = strings.TrimSpace(micro); micro != "" {
 		fmt.Fprintf(w, "## istio_span micro benchmarks (go test -bench)\n\n%s\n", microTable(micro))
@@ -96,11 +100,15 @@ func (r *Report) Write(w io.Writer, micro string) {
 	}
 
 	fmt.Fprintf(w, "\n## Highest sustained rate, full pipeline, one collector core (steps of %s)\n\n", o.StepDuration)
-	fmt.Fprintf(w, "| protocol | target spans/s | achieved | refused | lost | collector CPU | peak RSS | sustained |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| protocol | target spans/s | achieved | refused | lost | collector CPU | CPU s / M spans | spans/s per CPU-second | peak RSS | sustained |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Steps {
-		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %d | %.0f%% | %s | %v |\n", s.Protocol, s.Load.Target, s.Load.Achieved(),
-			s.Load.Refused, s.Lost(), 100*s.CPU/s.Load.Duration.Seconds(), mib(s.PeakRSS), s.Sustained())
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d | %d | %.0f%% | %.2f | %.0f | %s | %v |\n", s.Protocol, s.Load.Target, s.Load.Achieved(),
+			s.Load.Refused, s.Lost(), 100*s.CPU/s.Load.Duration.Seconds(), PerMillion(s.CPU, s.Load.Accepted),
+			float64(s.Load.Accepted)/max(s.CPU, 1e-9), mib(s.PeakRSS), s.Sustained())
 	}
+	fmt.Fprintf(w, "\n*collector CPU* is its CPU time over the step's duration; well under 100%% at a step that is not\n"+
+		"sustained means the core was shared (see the load average) or the load generator was the limit.\n"+
+		"*spans/s per CPU-second* is what a core of its own would carry at that load.\n")
 	fmt.Fprintf(w, "\n| protocol | highest sustained (0 refused, 0 lost) | target ≥50000 | peak RSS at it | target ≤200 MiB |\n|---|---|---|---|---|\n")
 	for _, proto := range o.Protocols {
 		best := r.MaxSustained[proto]

@@ -40,6 +40,8 @@ type Options struct {
 	CollectorCPUs string
 	// Queue is the exporter's sending queue: "memory" or "file".
 	Queue string
+	// Compression is the exporter's compression (shipped: gzip).
+	Compression string
 	// Ceiling measures the replayer against the sink alone first.
 	Ceiling bool
 	Log     io.Writer
@@ -61,6 +63,7 @@ func DefaultOptions() Options {
 		Drain:         3 * time.Second,
 		Workers:       64,
 		Queue:         "memory",
+		Compression:   "gzip",
 		PoolSpans:     60000,
 		GOMAXPROCS:    1,
 		CollectorCPUs: cpus,
@@ -121,7 +124,7 @@ type Report struct {
 	Started, Finished time.Time
 	Machine           Machine
 	Options           Options
-	Ceiling           *LoadResult
+	Ceiling           map[string]LoadResult // protocol -> the replayer straight into a sink
 	Comparisons       []Comparison
 	Steps             []Phase
 	MaxSustained      map[string]float64 // protocol -> spans/s
@@ -145,6 +148,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	setDefault(&o.Drain, d.Drain)
 	setDefault(&o.Workers, d.Workers)
 	setDefault(&o.PoolSpans, d.PoolSpans)
+	setDefault(&o.Queue, d.Queue)
+	setDefault(&o.Compression, d.Compression)
 	rep := &Report{Started: time.Now(), Options: o, MaxSustained: map[string]float64{}}
 	rep.Machine = ReadMachine(o)
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, "collectorbench: "+format+"\n", a...) }
@@ -180,7 +185,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer s.Stop()
 		sinks[p] = s
 		c, err := StartCollector(p, CollectorOptions{Binary: o.Binary, CPUs: o.CollectorCPUs, GOMAXPROCS: o.GOMAXPROCS,
-			Dir: dir, SinkAddr: s.Endpoint(), Queue: o.Queue})
+			Dir: dir, SinkAddr: s.Endpoint(), Queue: o.Queue, Compression: o.Compression})
 		if err != nil {
 			return nil, err
 		}
@@ -189,14 +194,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	if o.Ceiling {
-		r, err := NewReplayer("grpc", sinks[Full].Endpoint(), pool, o.Workers)
-		if err != nil {
-			return nil, err
+		rep.Ceiling = map[string]LoadResult{}
+		for _, proto := range o.Protocols {
+			ep := sinks[Full].Endpoint()
+			if proto == "http" {
+				ep = sinks[Full].HTTPEndpoint()
+			}
+			r, err := NewReplayer(proto, ep, pool, o.Workers)
+			if err != nil {
+				return nil, err
+			}
+			lr := r.Load(ctx, 1e8, 2*time.Second)
+			r.Close()
+			rep.Ceiling[proto] = lr
+			logf("replayer ceiling (%s straight into a sink): %.0f spans/s", proto, lr.Achieved())
 		}
-		lr := r.Load(ctx, 1e8, 2*time.Second)
-		r.Close()
-		rep.Ceiling = &lr
-		logf("replayer ceiling (gRPC straight to the sink): %.0f spans/s", lr.Achieved())
 	}
 
 	phase := func(proto string, p Pipeline, rate float64, dur time.Duration) (Phase, error) {
@@ -259,6 +271,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	for _, proto := range o.Protocols {
+		last := 0.0
 		for _, rate := range o.MaxRateSteps {
 			ph, err := phase(proto, Full, rate, o.StepDuration)
 			if err != nil {
@@ -266,8 +279,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			rep.Steps = append(rep.Steps, ph)
 			if !ph.Sustained() {
+				// One more step halfway back, for a finer answer.
+				if mid := (last + rate) / 2; last > 0 && mid-last >= 2500 {
+					ph, err := phase(proto, Full, mid, o.StepDuration)
+					if err != nil {
+						return rep, err
+					}
+					rep.Steps = append(rep.Steps, ph)
+					if ph.Sustained() {
+						rep.MaxSustained[proto] = mid
+					}
+				}
 				break
 			}
+			last = rate
 			rep.MaxSustained[proto] = rate
 		}
 	}

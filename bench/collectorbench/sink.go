@@ -2,8 +2,11 @@ package collectorbench
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // the collector's otlp_grpc exporter compresses with gzip by default
@@ -15,7 +18,9 @@ import (
 // pdata, so it costs the machine little next to the collector under test.
 type Sink struct {
 	srv      *grpc.Server
+	httpSrv  *http.Server
 	addr     string
+	httpAddr string
 	spans    atomic.Int64
 	requests atomic.Int64
 }
@@ -46,8 +51,32 @@ func StartSink() (*Sink, error) {
 		}}},
 	}, struct{}{})
 	go func() { _ = s.srv.Serve(l) }()
+
+	// OTLP/HTTP too, only to measure the HTTP replayer's ceiling.
+	if s.httpAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	hl, err := net.Listen("tcp", s.httpAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.httpSrv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.spans.Add(int64(countSpans(body)))
+		s.requests.Add(1)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = s.httpSrv.Serve(hl) }()
 	return s, nil
 }
+
+// HTTPEndpoint is host:port of the sink's OTLP/HTTP server.
+func (s *Sink) HTTPEndpoint() string { return s.httpAddr }
 
 // emptyReply is an empty ExportTraceServiceResponse.
 var emptyReply []byte
@@ -59,7 +88,12 @@ func (s *Sink) Endpoint() string { return s.addr }
 func (s *Sink) Spans() int64 { return s.spans.Load() }
 
 // Stop closes the server.
-func (s *Sink) Stop() { s.srv.Stop() }
+func (s *Sink) Stop() {
+	s.srv.Stop()
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Close()
+	}
+}
 
 // countSpans counts ExportTraceServiceRequest.resource_spans(1)
 // .scope_spans(2).spans(2) in an encoded request.
