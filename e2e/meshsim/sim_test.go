@@ -295,3 +295,36 @@ func TestValidate(t *testing.T) {
 		t.Errorf("default config: %v", err)
 	}
 }
+
+// The wire shape follows the Istio version: cluster_id from 1.21, decorator
+// names from 1.23, the ";" on upstream_cluster.name from 1.24, and the
+// telemetry.sdk resource and envoy scope from 1.25.
+func TestVersionShapes(t *testing.T) {
+	for _, tc := range []struct {
+		version                          string
+		clusterID, decorators, semi, sdk bool
+	}{
+		{"1.20", false, false, false, false},
+		{"1.22", true, false, false, false},
+		{"1.23", true, true, false, false},
+		{"1.24", true, true, true, false},
+		{"1.25", true, true, true, true},
+		{"1.31", true, true, true, true},
+	} {
+		cfg := DefaultConfig()
+		cfg.IstioVersion = tc.version
+		cfg.ReviewsVersion = "v2"
+		flushes, _ := simulate(t, cfg, 1)
+		for _, s := range flatten(merge(flushes)) {
+			_, hasCID := s.Attributes().Get("istio.cluster_id")
+			name, _ := s.Attributes().Get("upstream_cluster.name")
+			_, hasSDK := s.res.Attributes().Get("telemetry.sdk.name")
+			legacy := s.Name() == "ingress" || strings.HasPrefix(s.Name(), "egress ")
+			if hasCID != tc.clusterID || legacy == tc.decorators || strings.HasSuffix(name.Str(), ";") != tc.semi ||
+				hasSDK != tc.sdk || (s.scope.Name() == "envoy") != tc.sdk {
+				t.Errorf("%s: %s: cluster_id=%v legacy name=%v upstream_cluster.name=%q sdk=%v scope=%q", tc.version,
+					s.sig(), hasCID, legacy, name.Str(), hasSDK, s.scope.Name())
+			}
+		}
+	}
+}
