@@ -64,7 +64,25 @@ func Config(k Kind, seed uint64) meshsim.Config {
 // the order the proxies would send them. NonIstio gives only the app
 // SDK's exports.
 func Flushes(k Kind, spans int, seed uint64) ([]meshsim.Flush, error) {
-	sim, err := meshsim.New(Config(k, seed))
+	return flushes(Config(k, seed), spans)
+}
+
+// BatchFrom is Batch for any simulator config (proxy exports only).
+func BatchFrom(cfg meshsim.Config, spans int) (ptrace.Traces, error) {
+	cfg.AppSDKSpans = false
+	fs, err := flushes(cfg, spans)
+	if err != nil {
+		return ptrace.Traces{}, err
+	}
+	return merge(fs, spans), nil
+}
+
+func flushes(cfg meshsim.Config, spans int) ([]meshsim.Flush, error) {
+	k := Renamed // any proxy kind: keep proxy exports
+	if cfg.AppSDKSpans {
+		k = NonIstio
+	}
+	sim, err := meshsim.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", k, err)
 	}
@@ -107,12 +125,17 @@ func Batch(k Kind, spans int, seed uint64) (ptrace.Traces, error) {
 	if err != nil {
 		return ptrace.Traces{}, err
 	}
+	return merge(fs, spans), nil
+}
+
+// merge puts the exports into one ptrace.Traces trimmed to spans spans.
+func merge(fs []meshsim.Flush, spans int) ptrace.Traces {
 	td := ptrace.NewTraces()
 	for _, f := range fs {
 		f.Traces.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
 	}
 	trim(td, spans)
-	return td, nil
+	return td
 }
 
 // Mixed returns exactly spans spans mixed by Mix, with the exports of the
