@@ -12,8 +12,12 @@ OCB_VERSION          := v0.162.0
 # newest that is. It only generates load, so it need not match the core.
 TELEMETRYGEN_VERSION := v0.161.0
 
+# mdatagen is pinned in tools/go.mod (v0.158.0, the newest that builds here).
+MDATAGEN_VERSION     := v0.158.0
+
 TOOLS_DIR    := $(CURDIR)/.tools
 OCB          := $(TOOLS_DIR)/builder-$(OCB_VERSION)
+MDATAGEN     := $(TOOLS_DIR)/mdatagen-$(MDATAGEN_VERSION)
 TELEMETRYGEN := $(TOOLS_DIR)/telemetrygen-$(TELEMETRYGEN_VERSION)
 
 BINARY       := bin/otelcol-istio
@@ -22,9 +26,16 @@ LOCAL_CONFIG := distribution/config.local.yaml
 SHIPPED_CONFIGS := $(sort $(wildcard distribution/config*.yaml))
 
 # Go modules of this repository, other than the generated distribution.
-MODULES := $(sort $(shell find . -name go.mod -not -path './.tools/*' -not -path './distribution/*' -printf '%h\n'))
+MODULES := $(sort $(shell find . -name go.mod -not -path './.tools/*' -not -path './distribution/*' -not -path './tools/*' -printf '%h\n'))
+# Components whose telemetry code mdatagen generates from metadata.yaml.
+METADATA_DIRS := $(sort $(dir $(wildcard processor/*/metadata.yaml extension/*/metadata.yaml)))
 # Sources the binary is built from: rebuild when any of them changes.
 BINARY_SOURCES := builder-config.yaml $(shell find distribution processor extension -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
+
+# The container image `make image` builds; deploy/kubernetes/base uses this name.
+IMAGE ?= ghcr.io/otelcol-istio/otelcol-istio:0.1.0
+# docker, else podman: whichever is installed.
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
 # Short fuzzing per target in `make test`; `make fuzz` runs longer.
 FUZZ_TIME ?= 60s
@@ -32,37 +43,43 @@ FUZZ_TIME ?= 60s
 .PHONY: all
 all: build
 
-## tools: install ocb and telemetrygen into .tools/
+## tools: install ocb, mdatagen and telemetrygen into .tools/
 .PHONY: tools
-tools: $(OCB) $(TELEMETRYGEN)
+tools: $(OCB) $(MDATAGEN) $(TELEMETRYGEN)
 
 $(OCB):
 	@mkdir -p $(TOOLS_DIR)
 	GOBIN=$(TOOLS_DIR) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
 	mv $(TOOLS_DIR)/builder $@
 
+$(MDATAGEN): tools/go.mod tools/go.sum
+	@mkdir -p $(TOOLS_DIR)
+	cd tools && $(GO) build -o $@ go.opentelemetry.io/collector/cmd/mdatagen
+
 $(TELEMETRYGEN):
 	@mkdir -p $(TOOLS_DIR)
 	GOBIN=$(TOOLS_DIR) $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
 	mv $(TOOLS_DIR)/telemetrygen $@
 
-## generate: regenerate distribution/ and components/ from builder-config.yaml
+## generate: regenerate distribution/ and components/ from builder-config.yaml, and telemetry code from metadata.yaml
 .PHONY: generate
-generate: $(OCB)
+generate: $(OCB) $(MDATAGEN)
+	@for d in $(METADATA_DIRS); do echo "mdatagen $$d"; (cd $$d && $(MDATAGEN) metadata.yaml); done
 	$(OCB) --config builder-config.yaml --skip-compilation
 	sed -e 's/^package main$$/package components/' \
 	    -e 's|^func components() |// Components returns the factories of every component in builder-config.yaml.\nfunc Components() |' \
 	    distribution/components.go > components/components.go
 	gofmt -w distribution/*.go components/components.go
 
-## check-generated: fail when the committed generated sources drift from builder-config.yaml
+## check-generated: fail when committed generated sources drift from builder-config.yaml or metadata.yaml
+GENERATED_PATHS := distribution components $(METADATA_DIRS)
 .PHONY: check-generated
 check-generated: generate
-	@if ! git diff --quiet -- distribution components || [ -n "$$(git ls-files --others --exclude-standard distribution components)" ]; then \
-	  git status --short -- distribution components; \
-	  echo "generated sources drifted from builder-config.yaml: run 'make generate' and commit"; exit 1; \
+	@if ! git diff --quiet -- $(GENERATED_PATHS) || [ -n "$$(git ls-files --others --exclude-standard $(GENERATED_PATHS))" ]; then \
+	  git status --short -- $(GENERATED_PATHS); \
+	  echo "generated sources drifted from builder-config.yaml or metadata.yaml: run 'make generate' and commit"; exit 1; \
 	fi
-	@echo "generated sources match builder-config.yaml"
+	@echo "generated sources match builder-config.yaml and metadata.yaml"
 
 ## build: build the collector binary at bin/otelcol-istio (static, as in the image)
 .PHONY: build
@@ -92,6 +109,20 @@ validate: $(BINARY)
 	  OTLP_BACKEND_ENDPOINT=backend.example:4317 OTLP_BACKEND_TOKEN=validate-only \
 	    ./$(BINARY) validate --config $$cfg; \
 	done
+
+## image: build the container image $(IMAGE) with docker or podman (Dockerfile)
+.PHONY: image
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+	  echo "make image: neither docker nor podman is installed; 'make build' makes the same static binary"; exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+## deploy-config: copy the shipped collector configs into the kustomizations
+.PHONY: deploy-config
+deploy-config:
+	cp distribution/config.yaml deploy/kubernetes/base/config.yaml
+	cp distribution/config-http.yaml deploy/kubernetes/overlays/http/config.yaml
 
 ## test: everything CI runs: formatting, vet, unit tests, generated-code drift, validate, e2e
 .PHONY: test

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/collector/component"
+
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/orphans"
 )
 
 // Format is the service.name format the processor writes
@@ -37,6 +39,10 @@ var formats = []Format{
 type Config struct {
 	// ServiceName controls service-name normalisation (step 1).
 	ServiceName ServiceNameConfig `mapstructure:"service_name"`
+	// Orphans controls orphan flagging, re-linking by x-request-id and the
+	// propagation report (step 2). confmap.Validate checks it through its
+	// own Validate, so its errors carry the "orphans." key.
+	Orphans orphans.Config `mapstructure:"orphans"`
 
 	// Prevent unkeyed literals so fields can be added without breaking callers.
 	_ struct{}
@@ -57,11 +63,6 @@ var _ component.Config = (*Config)(nil)
 
 // errInvalidFormat is wrapped by Validate so callers can match it.
 var errInvalidFormat = errors.New("invalid service_name.format")
-
-// Validate checks the configuration.
-func (cfg *Config) Validate() error {
-	return cfg.ServiceName.Validate()
-}
 
 // Validate checks the service_name block.
 func (cfg *ServiceNameConfig) Validate() error {

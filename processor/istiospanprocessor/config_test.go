@@ -2,7 +2,9 @@ package istiospanprocessor
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/orphans"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -25,19 +28,19 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{
 			id:   component.NewID(metadata.Type),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}, Orphans: orphans.DefaultConfig()},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "canonical_name_only"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}, Orphans: orphans.DefaultConfig()},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "app_label_no_semconv"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}, Orphans: orphans.DefaultConfig()},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "preserve"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}, Orphans: orphans.DefaultConfig()},
 		},
 		{
 			id:      component.NewIDWithName(metadata.Type, "unknown_format"),
@@ -55,6 +58,50 @@ func TestLoadConfig(t *testing.T) {
 			id:        component.NewIDWithName(metadata.Type, "unknown_key"),
 			unmarshal: "formt",
 		},
+		{
+			id: component.NewIDWithName(metadata.Type, "orphans_custom"),
+			want: &Config{
+				ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true},
+				Orphans: orphans.Config{
+					Enabled:         true,
+					Origins:         []string{"loadgen", "nightly-report.batch"},
+					LinkByRequestID: false,
+					Window:          45 * time.Second,
+					MaxTracked:      5000,
+				},
+			},
+		},
+		{
+			id: component.NewIDWithName(metadata.Type, "orphans_disabled"),
+			want: &Config{
+				ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true},
+				Orphans: func() orphans.Config {
+					c := orphans.DefaultConfig()
+					c.Enabled = false
+					return c
+				}(),
+			},
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "orphans_zero_window"),
+			wantErr: "orphans.window must be > 0 (got 0s)",
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "orphans_negative_max_tracked"),
+			wantErr: "orphans.max_tracked must be > 0 (got -1)",
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "orphans_empty_origin"),
+			wantErr: `orphans.origins[1] is ""`,
+		},
+		{
+			id:        component.NewIDWithName(metadata.Type, "orphans_unknown_key"),
+			unmarshal: "max_track",
+		},
+		{
+			id:        component.NewIDWithName(metadata.Type, "orphans_bad_window"),
+			unmarshal: "window",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -70,7 +117,12 @@ func TestLoadConfig(t *testing.T) {
 			err = confmap.Validate(cfg)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
-				assert.ErrorIs(t, err, errInvalidFormat)
+				// confmap.Validate walks nested blocks itself: each problem
+				// must be reported once, not again by a parent's Validate.
+				assert.Equal(t, 1, strings.Count(err.Error(), tt.wantErr), "error repeated: %v", err)
+				if strings.HasPrefix(tt.wantErr, "service_name") {
+					assert.ErrorIs(t, err, errInvalidFormat)
+				}
 				return
 			}
 			require.NoError(t, err)
@@ -81,7 +133,8 @@ func TestLoadConfig(t *testing.T) {
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
-	require.NoError(t, cfg.Validate())
 	assert.Equal(t, FormatCanonicalNameAndNamespace, cfg.ServiceName.Format)
 	assert.True(t, cfg.ServiceName.SemconvAttributes)
+	assert.Equal(t, orphans.DefaultConfig(), cfg.Orphans)
+	require.NoError(t, confmap.Validate(cfg))
 }

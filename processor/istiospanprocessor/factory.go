@@ -2,8 +2,9 @@
 
 // Package istiospanprocessor implements the istio_span processor: it gives
 // every Istio workload one service.name whatever tracingServiceName mode its
-// proxies run with, and adds OpenTelemetry semantic-convention attributes
-// that Envoy does not send.
+// proxies run with, adds OpenTelemetry semantic-convention attributes that
+// Envoy does not send, and flags and re-links the orphaned spans that broken
+// trace-context propagation leaves behind.
 package istiospanprocessor // import "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
 
 import (
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/processor/processorhelper"
 
 	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/orphans"
 )
 
 const (
@@ -28,11 +30,18 @@ const (
 
 // NewFactory returns the istio_span processor factory.
 func NewFactory() processor.Factory {
+	f := &factory{detectors: newDetectors()}
 	return processor.NewFactory(
 		metadata.Type,
 		createDefaultConfig,
-		processor.WithTraces(createTraces, metadata.TracesStability),
+		processor.WithTraces(f.createTraces, metadata.TracesStability),
 	)
+}
+
+// factory holds what the processor instances of one collector share: the
+// orphan detectors, one per config (see propagation.go).
+type factory struct {
+	detectors *detectors
 }
 
 func createDefaultConfig() component.Config {
@@ -41,21 +50,23 @@ func createDefaultConfig() component.Config {
 			Format:            defaultFormat,
 			SemconvAttributes: defaultSemconvAttributes,
 		},
+		Orphans: orphans.DefaultConfig(),
 	}
 }
 
-func createTraces(
+func (f *factory) createTraces(
 	ctx context.Context,
 	set processor.Settings,
 	cfg component.Config,
 	next consumer.Traces,
 ) (processor.Traces, error) {
-	p, err := newIstioSpanProcessor(set, cfg.(*Config))
+	p, err := newIstioSpanProcessor(set, cfg.(*Config), f.detectors)
 	if err != nil {
 		return nil, err
 	}
 	return processorhelper.NewTraces(ctx, set, cfg, next, p.processTraces,
 		processorhelper.WithCapabilities(consumer.Capabilities{MutatesData: true}),
+		processorhelper.WithStart(p.start),
 		processorhelper.WithShutdown(p.shutdown),
 	)
 }

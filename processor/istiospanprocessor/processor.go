@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 
@@ -13,30 +14,53 @@ import (
 // istioSpanProcessor runs the processor's steps, in order, on each batch:
 //  1. normalise service names (names.go), so every later step and every
 //     backend sees one name per workload;
-//  2. (next) orphan detection, which reads the normalised service.name.
+//  2. flag orphaned roots and re-link them by x-request-id
+//     (internal/orphans), which reports per normalised service.name.
 type istioSpanProcessor struct {
 	telemetry *metadata.TelemetryBuilder
 	names     *nameNormalizer
+	orphans   *sharedDetector // nil when orphans.enabled is false
+	started   bool
 }
 
-func newIstioSpanProcessor(set processor.Settings, cfg *Config) (*istioSpanProcessor, error) {
+func newIstioSpanProcessor(set processor.Settings, cfg *Config, ds *detectors) (*istioSpanProcessor, error) {
 	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
 	if err != nil {
 		return nil, fmt.Errorf("istio_span: creating telemetry: %w", err)
 	}
+	sd, err := ds.acquire(set, cfg)
+	if err != nil {
+		tb.Shutdown()
+		return nil, fmt.Errorf("istio_span: %w", err)
+	}
 	return &istioSpanProcessor{
 		telemetry: tb,
 		names:     newNameNormalizer(cfg.ServiceName, tb),
+		orphans:   sd,
 	}, nil
 }
 
 func (p *istioSpanProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	p.names.normalize(ctx, td)
-	// Step 2 (orphan detection) goes here: it must run after names are final.
+	if p.orphans != nil {
+		p.orphans.det.Process(td) // after normalisation: it reports by the final name
+	}
 	return td, nil
 }
 
+func (p *istioSpanProcessor) start(_ context.Context, host component.Host) error {
+	if p.orphans != nil {
+		p.orphans.start(host)
+		p.started = true
+	}
+	return nil
+}
+
 func (p *istioSpanProcessor) shutdown(context.Context) error {
+	if p.orphans != nil {
+		p.orphans.release(p.started)
+		p.orphans, p.started = nil, false
+	}
 	p.telemetry.Shutdown()
 	return nil
 }

@@ -46,7 +46,12 @@ func ProxyKindOf(attrs pcommon.Map) ProxyKind {
 	if !ok || v.Type() != pcommon.ValueTypeStr {
 		return ProxyUnknown
 	}
-	id := v.Str()
+	return ProxyKindOfNodeID(v.Str())
+}
+
+// ProxyKindOfNodeID classifies a node_id value already read from a span, for
+// callers that gather several tags in one pass over the attributes.
+func ProxyKindOfNodeID(id string) ProxyKind {
 	switch {
 	case strings.HasPrefix(id, "sidecar~"):
 		return ProxySidecar

@@ -1,0 +1,94 @@
+package deploy
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Routing keys contrib's loadbalancing exporter accepts for traces
+// (exporter/loadbalancingexporter trace_exporter.go: traceID, service,
+// attributes with routing_attributes).
+var traceRoutingKeys = []string{"traceID", "service", "attributes"}
+
+// TestLoadbalancingTier checks the first tier's collector config: the
+// upstream contrib image cannot run here, so its `validate` cannot either;
+// these are the facts the tier depends on.
+func TestLoadbalancingTier(t *testing.T) {
+	objs := render(t, "kubernetes/overlays/loadbalancing")
+	cms := ofType[*corev1.ConfigMap](objs)
+	var lb *policy.Workload
+	for _, w := range policy.Workloads(runtimeObjects(objs)) {
+		if w.Template.Labels["app.kubernetes.io/component"] == "loadbalancer" {
+			lb = &w
+		}
+	}
+	if lb == nil {
+		t.Fatal("no loadbalancer workload")
+	}
+	_, _, text, err := lb.CollectorConfig(cms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := collectorconfig.Parse(text, lb.Env(cms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var headless *corev1.Service
+	for _, svc := range ofType[*corev1.Service](objs) {
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			headless = svc
+		}
+	}
+	if headless == nil {
+		t.Fatal("no headless Service for the second tier")
+	}
+	collector := collectorWorkload(t, objs)
+	if !selectsPods(headless.Spec.Selector, collector) {
+		t.Errorf("headless Service %s does not select the otelcol-istio pods", headless.Name)
+	}
+
+	exporters := cfg.OfType("exporters", "loadbalancing")
+	if len(exporters) != 2 {
+		t.Fatalf("want two loadbalancing exporters (by request id, by trace id), got %d", len(exporters))
+	}
+	var byRequestID bool
+	for _, e := range exporters {
+		key := collectorconfig.GetString(e.Settings, "routing_key")
+		if !slices.Contains(traceRoutingKeys, key) {
+			t.Errorf("%s: routing_key %q, want one of %v", e.ID, key, traceRoutingKeys)
+		}
+		if key == "attributes" {
+			attrs, _ := e.Settings["routing_attributes"].([]any)
+			byRequestID = len(attrs) == 1 && attrs[0] == "guid:x-request-id"
+		}
+		if host := collectorconfig.GetString(e.Settings, "resolver", "dns", "hostname"); host != policy.DNSName(headless) {
+			t.Errorf("%s: resolves %q, want the headless Service %q", e.ID, host, policy.DNSName(headless))
+		}
+		if port := collectorconfig.GetString(e.Settings, "resolver", "dns", "port"); port != "4317" || !slices.Contains(policy.ServicePorts(headless), 4317) {
+			t.Errorf("%s: port %q, want the second tier's OTLP/gRPC 4317", e.ID, port)
+		}
+	}
+	if !byRequestID {
+		t.Error("no exporter routes by routing_attributes [guid:x-request-id]")
+	}
+	// Spans with the attribute go to the request-id exporter, the rest by trace id.
+	table, _ := collectorconfig.Get(cfg.Raw, "connectors", "routing", "table")
+	rows, _ := table.([]any)
+	if len(rows) != 1 {
+		t.Fatalf("want one routing rule, got %v", table)
+	}
+	row, _ := rows[0].(map[string]any)
+	if row["context"] != "span" || row["condition"] != `attributes["guid:x-request-id"] != nil` {
+		t.Errorf("routing rule %v: want context span on guid:x-request-id", row)
+	}
+	pipes := cfg.Pipelines()
+	for want, exporter := range map[string]string{"traces/by_request_id": "loadbalancing/request_id", "traces/by_trace_id": "loadbalancing/trace_id"} {
+		if p, ok := pipes[want]; !ok || !slices.Equal(p.Exporters, []string{exporter}) || !slices.Equal(p.Receivers, []string{"routing"}) {
+			t.Errorf("pipeline %s: want routing -> %s, got %+v", want, exporter, p)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package orphans
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// Detector flags orphaned roots, re-links them by x-request-id and keeps the
+// propagation report. It is safe for concurrent use by many batches.
+type Detector struct {
+	cfg      Config
+	origins  originSet
+	services *serviceRegistry
+	index    *requestIndex // nil when link_by_request_id is off
+	tel      *telemetry
+
+	now   func() time.Time
+	epoch time.Time
+	// Seeds for the request-id key and the workload identity.
+	keySeed maphash.Seed
+	idSeed  maphash.Seed
+
+	scratch sync.Pool // *batchScratch
+}
+
+type batchScratch struct {
+	servers, orphans []candidate
+	pairs            []linked
+}
+
+// NewDetector validates cfg and builds a Detector whose instruments are
+// registered on set.MeterProvider.
+func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Detector{
+		cfg:      cfg,
+		origins:  newOriginSet(cfg.Origins),
+		services: newServiceRegistry(MaxServices),
+		now:      time.Now,
+		keySeed:  maphash.MakeSeed(),
+		idSeed:   maphash.MakeSeed(),
+	}
+	d.epoch = d.now()
+	d.scratch.New = func() any { return &batchScratch{} }
+	var tracked func() int64
+	if cfg.Enabled && cfg.LinkByRequestID {
+		d.index = newRequestIndex(int64(cfg.Window), cfg.MaxTracked)
+		tracked = func() int64 { return int64(d.index.len()) }
+	}
+	tel, err := newTelemetry(set, tracked)
+	if err != nil {
+		return nil, fmt.Errorf("orphans: creating telemetry: %w", err)
+	}
+	d.tel = tel
+	return d, nil
+}
+
+// Shutdown unregisters the telemetry callback. Process must not be called
+// after it.
+func (d *Detector) Shutdown() {
+	d.tel.shutdown()
+}
+
+// Report returns the propagation report, one line per service that sent
+// outbound CLIENT spans through a sidecar, culprits first.
+func (d *Detector) Report() []ServiceReport {
+	return d.services.snapshot(d.index != nil)
+}
+
+// Process runs the rules on td in place. It runs after name normalisation,
+// so the resource service.name it reads is the normalised name.
+func (d *Detector) Process(td ptrace.Traces) {
+	if !d.cfg.Enabled {
+		return
+	}
+	now := d.now()
+	sc := d.scratch.Get().(*batchScratch)
+	defer func() {
+		clear(sc.servers)
+		clear(sc.orphans)
+		clear(sc.pairs)
+		sc.servers, sc.orphans, sc.pairs = sc.servers[:0], sc.orphans[:0], sc.pairs[:0]
+		d.scratch.Put(sc)
+	}()
+
+	ctx := context.Background()
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rv := resourceView{rs: rss.At(i)}
+		var outbound, orphans int64
+		sss := rv.rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				span := spans.At(k)
+				kind := span.Kind()
+				if kind != ptrace.SpanKindClient && (kind != ptrace.SpanKindServer || d.index == nil) {
+					continue
+				}
+				// Only an orphan root may need the tags beyond node_id and the
+				// request id: for origins.
+				root := span.ParentSpanID().IsEmpty()
+				tags := readTags(span.Attributes(), root && kind == ptrace.SpanKindClient && !d.origins.empty(),
+					kind == ptrace.SpanKindServer || root)
+				if kind == ptrace.SpanKindServer {
+					if fromSidecar(&tags, span, &rv, inboundClusterPrefix) {
+						if c, ok := d.candidate(span, &tags, &rv, serverRecord); ok {
+							sc.servers = append(sc.servers, c)
+						}
+					}
+					continue
+				}
+				if !fromSidecar(&tags, span, &rv, outboundClusterPrefix) {
+					continue
+				}
+				outbound++
+				if !root || d.origins.match(&tags, &rv) {
+					continue
+				}
+				markOrphan(span.Attributes())
+				orphans++
+				if c, ok := d.candidate(span, &tags, &rv, orphanRecord); ok {
+					sc.orphans = append(sc.orphans, c)
+				}
+			}
+		}
+		if outbound == 0 {
+			continue
+		}
+		s := d.services.get(rv.serviceName())
+		s.outbound.Add(outbound)
+		s.seen(now)
+		if orphans > 0 {
+			s.orphans.Add(orphans)
+			d.tel.orphans.Add(ctx, orphans, s.attrs...)
+		}
+	}
+
+	if d.index == nil || (len(sc.orphans) == 0 && len(sc.servers) == 0) {
+		return
+	}
+	var evicted int64
+	sc.pairs, evicted = d.index.link(sc.servers, sc.orphans, int64(now.Sub(d.epoch)), sc.pairs)
+	if evicted > 0 {
+		d.tel.evicted.Add(ctx, evicted)
+	}
+	for _, p := range sc.pairs {
+		s := d.services.get(p.service)
+		s.relinked.Add(1)
+		s.seen(now)
+		d.tel.relinked.Add(ctx, 1, s.attrs...)
+	}
+}
+
+// candidate reads what re-linking needs from span; false when re-linking is
+// off or the span has no request id.
+func (d *Detector) candidate(span ptrace.Span, t *spanTags, rv *resourceView, kind recordKind) (candidate, bool) {
+	if d.index == nil {
+		return candidate{}, false
+	}
+	rid := t.requestID.str()
+	if rid == "" {
+		return candidate{}, false
+	}
+	svc := rv.serviceName()
+	return candidate{
+		span: span,
+		key:  d.requestKey(rid),
+		rec: record{
+			traceID:  span.TraceID(),
+			spanID:   span.SpanID(),
+			start:    span.StartTimestamp(),
+			end:      span.EndTimestamp(),
+			identity: d.identity(t, svc),
+			kind:     kind,
+		},
+		service: svc,
+	}, true
+}
+
+func (d *Detector) requestKey(rid string) requestKey {
+	return requestKey(maphash.String(d.keySeed, rid))
+}
+
+// identity names the workload that emitted a span: the proxy's node_id (one
+// pod: the app that received the SERVER request is the one that made the
+// outbound call), else canonical service and namespace, else service.name.
+func (d *Detector) identity(t *spanTags, svc string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(d.idSeed)
+	id, canonical, ns := t.nodeID.str(), t.canonical.str(), t.namespace.str()
+	switch {
+	case id != "":
+		h.WriteString("n\x00")
+		h.WriteString(id)
+	case canonical != "" && ns != "":
+		h.WriteString("w\x00")
+		h.WriteString(canonical)
+		h.WriteString("\x00")
+		h.WriteString(ns)
+	default:
+		h.WriteString("s\x00")
+		h.WriteString(svc)
+	}
+	return h.Sum64()
+}
