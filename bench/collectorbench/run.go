@@ -100,6 +100,8 @@ type Comparison struct {
 	FullRSS, BaseRSS     int64
 	FullLost, BaseLost   int64
 	Refused              int64
+	// RoundRatios is (a)/(b) per round: their spread shows the noise.
+	RoundRatios []float64
 }
 
 // PerMillion is CPU seconds per million spans.
@@ -246,11 +248,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if round%2 == 1 {
 				order = []Pipeline{Baseline, Full}
 			}
+			perSpan := map[Pipeline]float64{}
 			for _, p := range order {
 				ph, err := phase(proto, p, o.CompareRate, o.PhaseDuration)
 				if err != nil {
 					return rep, err
 				}
+				perSpan[p] = PerMillion(ph.CPU, ph.Load.Accepted)
 				cmp.Refused += ph.Load.Refused
 				if p == Full {
 					cmp.FullCPU += ph.CPU
@@ -263,6 +267,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					cmp.BaseRSS = max(cmp.BaseRSS, ph.PeakRSS)
 					cmp.BaseLost += ph.Lost()
 				}
+			}
+			if perSpan[Baseline] > 0 {
+				cmp.RoundRatios = append(cmp.RoundRatios, perSpan[Full]/perSpan[Baseline])
 			}
 		}
 		rep.Comparisons = append(rep.Comparisons, cmp)
