@@ -37,8 +37,13 @@ IMAGE ?= ghcr.io/otelcol-istio/otelcol-istio:0.1.0
 # docker, else podman: whichever is installed.
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
 
-# Short fuzzing per target in `make test`; `make fuzz` runs longer.
-FUZZ_TIME ?= 60s
+# Native Go fuzz targets: `make test` runs each for FUZZ_TIME_CI, `make fuzz`
+# for FUZZ_TIME. Minimising a new input is capped so a short run fuzzes.
+FUZZ_PACKAGE    := processor/istiospanprocessor
+FUZZ_TARGETS    := FuzzProcessProto FuzzProcessJSON
+FUZZ_TIME       ?= 60s
+FUZZ_TIME_CI    ?= 10s
+FUZZ_MINIMIZE   ?= 2s
 
 .PHONY: all
 all: build
@@ -126,7 +131,7 @@ deploy-config:
 
 ## test: everything CI runs: formatting, vet, unit tests, generated-code drift, validate, e2e
 .PHONY: test
-test: lint check-generated test-unit validate test-e2e
+test: lint check-generated test-unit test-fuzz validate test-e2e
 
 ## test-unit: unit tests of every module (race detector on)
 .PHONY: test-unit
@@ -136,11 +141,30 @@ test-unit:
 	  (cd $$m && $(GO) test -race -count=1 $$( $(GO) list ./... | grep -v '/e2e' )); \
 	done
 
+## fuzz: run every fuzz target for FUZZ_TIME (default 60s; e.g. make fuzz FUZZ_TIME=10m)
+.PHONY: fuzz
+fuzz:
+	@for f in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$f for $(FUZZ_TIME)"; \
+	  (cd $(FUZZ_PACKAGE) && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime $(FUZZ_MINIMIZE) .); \
+	done
+
+## test-fuzz: every fuzz target briefly (FUZZ_TIME_CI), as CI runs them
+.PHONY: test-fuzz
+test-fuzz:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=$(FUZZ_TIME_CI)
+
 ## test-e2e: end-to-end tests against the built binary
 .PHONY: test-e2e
 test-e2e: $(BINARY) $(TELEMETRYGEN)
 	OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) TELEMETRYGEN=$(TELEMETRYGEN) \
 	  $(GO) test -count=1 -timeout 20m ./e2e/...
+
+## test-soak: the reliability tests with long outages and loads (OTELCOL_ISTIO_SOAK=1), about 10 minutes
+.PHONY: test-soak
+test-soak: $(BINARY)
+	OTELCOL_ISTIO_SOAK=1 OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) \
+	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter' ./e2e/
 
 ## bench: micro benchmarks of every module, then the end-to-end benchmark of the binary (under 10 min); table in bench/results/
 .PHONY: bench

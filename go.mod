@@ -8,6 +8,7 @@ require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.162.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden v0.162.0
 	github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest v0.162.0
+	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.68.0
@@ -28,7 +29,12 @@ require (
 	golang.org/x/sys v0.48.0
 )
 
-require gopkg.in/yaml.v3 v3.0.1 // indirect
+require (
+	github.com/fsnotify/fsnotify v1.10.1 // indirect
+	github.com/open-telemetry/opentelemetry-collector-contrib/extension/bearertokenauthextension v0.162.0 // indirect
+	github.com/open-telemetry/opentelemetry-collector-contrib/extension/internal/credentialsfile v0.162.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)
 
 require (
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
@@ -201,3 +207,5 @@ require (
 replace github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0 => ./processor/istiospanprocessor
 
 replace github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0 => ./extension/healthcheckextension
+
+replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0 => ./extension/backendauthextension

@@ -4,6 +4,7 @@ package main
 
 import (
 	filestorage "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
+	backendauthextension "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension"
 	healthcheckextension "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension"
 	istiospanprocessor "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
 	"go.opentelemetry.io/collector/component"
@@ -45,6 +46,7 @@ func components() (otelcol.Factories, error) {
 	factories.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
 		filestorage.NewFactory(),
 		healthcheckextension.NewFactory(),
+		backendauthextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -52,6 +54,7 @@ func components() (otelcol.Factories, error) {
 	factories.ExtensionModules = makeModulesMap(factories.Extensions, map[component.Type]string{
 		filestorage.NewFactory().Type():          "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.162.0",
 		healthcheckextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0",
+		backendauthextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0",
 	})
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](

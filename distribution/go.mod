@@ -6,6 +6,7 @@ go 1.26.0
 
 require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.162.0
+	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.68.0
@@ -42,6 +43,7 @@ require (
 	github.com/ebitengine/purego v0.10.2 // indirect
 	github.com/felixge/httpsnoop v1.1.0 // indirect
 	github.com/foxboron/go-tpm-keyfiles v0.0.0-20251226215517-609e4778396f // indirect
+	github.com/fsnotify/fsnotify v1.10.1 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.2 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
@@ -66,6 +68,8 @@ require (
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/open-telemetry/opentelemetry-collector-contrib/extension/bearertokenauthextension v0.162.0 // indirect
+	github.com/open-telemetry/opentelemetry-collector-contrib/extension/internal/credentialsfile v0.162.0 // indirect
 	github.com/pierrec/lz4/v4 v4.1.30 // indirect
 	github.com/power-devops/perfstat v0.0.0-20240221224432-82ca36839d55 // indirect
 	github.com/prometheus/client_golang v1.24.1 // indirect
@@ -197,5 +201,7 @@ require (
 )
 
 replace github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0 => ../extension/healthcheckextension
+
+replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0 => ../extension/backendauthextension
 
 replace github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0 => ../processor/istiospanprocessor

@@ -1,0 +1,90 @@
+package backendauthextension // import "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension"
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"go.opentelemetry.io/collector/config/configopaque"
+)
+
+// Config says how the collector authenticates to the tracing backend. The
+// shipped configs fill every key from an OTLP_BACKEND_* variable, so the
+// errors below name the variable next to the key.
+type Config struct {
+	// Endpoint is the exporter's endpoint, repeated here so that a missing
+	// one stops the start with the variable's name, and so that a plaintext
+	// http:// endpoint needs Insecure.
+	Endpoint string `mapstructure:"endpoint"`
+	// Header carries the token. Empty means the default, Authentication, so
+	// that an env variable set to "" behaves like an unset one.
+	Header string `mapstructure:"header"`
+	// Scheme is put before the token with one space ("Bearer"); empty sends
+	// the raw token.
+	Scheme string `mapstructure:"scheme"`
+	// Token is the token itself. Exactly one of Token and TokenFile is set.
+	Token configopaque.String `mapstructure:"token"`
+	// TokenFile is read at start and again whenever it changes (a rotated
+	// Kubernetes Secret), without a restart.
+	TokenFile string `mapstructure:"token_file"`
+	// Insecure allows sending the token without TLS.
+	Insecure bool `mapstructure:"insecure"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+var (
+	errNoEndpoint      = errors.New("endpoint is empty: set OTLP_BACKEND_ENDPOINT")
+	errNoToken         = errors.New("token and token_file are both empty: set OTLP_BACKEND_TOKEN or OTLP_BACKEND_TOKEN_FILE")
+	errTwoTokens       = errors.New("token and token_file are both set: set only one of OTLP_BACKEND_TOKEN and OTLP_BACKEND_TOKEN_FILE")
+	errPlaintextNeedOK = errors.New("endpoint is plaintext http://: use https://, or set OTLP_BACKEND_INSECURE=true to send the token in plaintext")
+)
+
+// Validate checks every key; its errors never contain the token.
+func (cfg *Config) Validate() error {
+	var errs []error
+	endpoint := strings.TrimSpace(cfg.Endpoint)
+	switch {
+	case endpoint == "":
+		errs = append(errs, errNoEndpoint)
+	case strings.HasPrefix(strings.ToLower(endpoint), "http://") && !cfg.Insecure:
+		errs = append(errs, errPlaintextNeedOK)
+	}
+	switch {
+	case cfg.Token == "" && cfg.TokenFile == "":
+		errs = append(errs, errNoToken)
+	case cfg.Token != "" && cfg.TokenFile != "":
+		errs = append(errs, errTwoTokens)
+	case strings.ContainsAny(string(cfg.Token), "\r\n"):
+		// A header value cannot hold a line break; say so without the value.
+		errs = append(errs, errors.New("token (OTLP_BACKEND_TOKEN) contains a line break"))
+	}
+	if cfg.Header != "" && !validHeaderName(cfg.Header) {
+		errs = append(errs, fmt.Errorf("header %q (OTLP_BACKEND_AUTH_HEADER) is not a valid HTTP header name", cfg.Header))
+	}
+	if strings.ContainsAny(cfg.Scheme, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("scheme %q (OTLP_BACKEND_AUTH_SCHEME) must be one word, such as Bearer, or empty", cfg.Scheme))
+	}
+	return errors.Join(errs...)
+}
+
+// validHeaderName accepts RFC 9110 token characters only, which also keeps
+// gRPC metadata keys valid once lower-cased.
+func validHeaderName(name string) bool {
+	for _, r := range name {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
+			return false
+		}
+	}
+	return http.CanonicalHeaderKey(name) != ""
+}
+
+// header is the header name to send the token in.
+func (cfg *Config) header() string {
+	if cfg.Header == "" {
+		return defaultHeader
+	}
+	return cfg.Header
+}
