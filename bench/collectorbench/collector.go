@@ -27,7 +27,7 @@ const (
 )
 
 // configTemplate is the collector under test, shaped like the shipped
-// distribution/config.yaml (export branch, d70a04a): the OTLP receiver,
+// distribution/config.yaml: the OTLP receiver,
 // memory_limiter, istio_span (baseline: without it), and the otlp_grpc
 // exporter with gzip and batching in its sending queue, to the sink. Left
 // out: the backend auth extension (the sink needs none) and, unless
