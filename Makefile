@@ -99,6 +99,13 @@ $(BINARY): $(BINARY_SOURCES)
 run: $(BINARY)
 	./$(BINARY) --config $(LOCAL_CONFIG)
 
+## demo: build, then show the collector on a simulated Bookinfo mesh (Ctrl-C stops; DEMO_DURATION=10s bounds it)
+DEMO_DURATION ?=
+.PHONY: demo
+demo: $(BINARY)
+	@$(GO) build -o bin/meshsim-demo ./e2e/cmd/demo
+	@./bin/meshsim-demo -binary $(BINARY) -config distribution/config.demo.yaml -duration '$(DEMO_DURATION)'
+
 ## validate: run the binary's own `validate` on every config we ship
 .PHONY: validate
 validate: $(BINARY)
@@ -159,12 +166,14 @@ test-soak: $(BINARY)
 	OTELCOL_ISTIO_SOAK=1 OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) \
 	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter' ./e2e/
 
-## bench: benchmarks that print speed and memory figures
+## bench: micro benchmarks of every module, then the end-to-end benchmark of the binary (under 10 min); table in bench/results/
 .PHONY: bench
-bench:
+bench: $(BINARY)
+	@mkdir -p bench/results
 	@for m in $(MODULES); do \
 	  (cd $$m && $(GO) test -run '^$$' -bench . -benchmem $$( $(GO) list ./... | grep -v '/e2e' )); \
-	done
+	done | tee bench/results/micro.txt
+	$(GO) run ./bench/cmd/collectorbench -binary $(BINARY) -out bench/results -micro bench/results/micro.txt
 
 ## fmt: format all Go code
 .PHONY: fmt

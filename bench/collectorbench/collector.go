@@ -1,0 +1,290 @@
+package collectorbench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Pipeline says which processors the collector under test runs.
+type Pipeline string
+
+const (
+	// Full is our pipeline: memory_limiter, istio_span.
+	Full Pipeline = "full"
+	// Baseline is the same without istio_span.
+	Baseline Pipeline = "baseline"
+)
+
+// configTemplate is the collector under test, shaped like the shipped
+// distribution/config.yaml: the OTLP receiver,
+// memory_limiter, istio_span (baseline: without it), and the otlp_grpc
+// exporter with gzip and batching in its sending queue, to the sink. Left
+// out: the backend auth extension (the sink needs none) and, unless
+// Queue is "file", the persistent file_storage queue. Internal metrics are
+// off, as they would only add their own cost.
+const configTemplate = `
+extensions:
+  health_check:
+    endpoint: %[1]s
+  file_storage/queue:
+    directory: %[6]s
+    create_directory: true
+    fsync: true
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %[2]s
+        max_recv_msg_size_mib: 4
+      http:
+        endpoint: %[3]s
+        max_request_body_size: 4194304
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 400
+    spike_limit_mib: 100
+  istio_span:
+    service_name:
+      format: CANONICAL_NAME_AND_NAMESPACE
+      semconv_attributes: true
+exporters:
+  otlp_grpc:
+    endpoint: %[4]s
+    compression: %[8]s
+    tls:
+      insecure: true
+    timeout: 10s
+    retry_on_failure:
+      enabled: true
+      max_elapsed_time: 0s
+    sending_queue:
+      enabled: true
+      %[7]s
+      sizer: items
+      queue_size: 300000
+      num_consumers: 4
+      batch:
+        flush_timeout: 200ms
+        min_size: 1024
+        max_size: 4096
+service:
+  extensions: [health_check, file_storage/queue]
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      level: none
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [%[5]s]
+      exporters: [otlp_grpc]
+`
+
+// Collector is a collector process under test.
+type Collector struct {
+	Pipeline   Pipeline
+	GRPC, HTTP string
+	health     string
+	cmd        *exec.Cmd
+	logs       *lockedBuffer
+	done       chan struct{}
+	err        error
+}
+
+// CollectorOptions pin the process to CPUs.
+type CollectorOptions struct {
+	Binary string
+	// CPUs, if set, runs the process under `taskset -c CPUs`.
+	CPUs string
+	// GOMAXPROCS, if > 0, is set in its environment.
+	GOMAXPROCS int
+	Dir        string
+	SinkAddr   string
+	// Queue is "memory" (default) or "file": the shipped config's
+	// persistent queue with fsync, which ties throughput to the disk.
+	Queue string
+	// Compression is the exporter's: gzip (shipped), zstd, snappy or none.
+	Compression string
+}
+
+// StartCollector starts the binary with the pipeline on free ports and waits
+// until it is healthy.
+func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
+	ports := make([]string, 3)
+	for i := range ports {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = addr
+	}
+	procs := "memory_limiter, istio_span"
+	if p == Baseline {
+		procs = "memory_limiter"
+	}
+	storage := "# in-memory queue"
+	if o.Queue == "file" {
+		storage = "storage: file_storage/queue"
+	}
+	queueDir := filepath.Join(o.Dir, string(p)+"-queue")
+	cfg := filepath.Join(o.Dir, string(p)+".yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], o.SinkAddr, procs, queueDir, storage, o.Compression), 0o600); err != nil {
+		return nil, err
+	}
+	args := []string{o.Binary, "--config", cfg}
+	if o.CPUs != "" {
+		args = append([]string{"taskset", "-c", o.CPUs}, args...)
+	}
+	c := &Collector{Pipeline: p, GRPC: ports[1], HTTP: ports[2], health: ports[0], logs: &lockedBuffer{}, done: make(chan struct{})}
+	c.cmd = exec.Command(args[0], args[1:]...)
+	c.cmd.Env = os.Environ()
+	if o.GOMAXPROCS > 0 {
+		c.cmd.Env = append(c.cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.GOMAXPROCS))
+	}
+	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { c.err = c.cmd.Wait(); close(c.done) }()
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-c.done:
+			return nil, fmt.Errorf("%s collector exited: %v\n%s", p, c.err, c.logs.String())
+		default:
+		}
+		if resp, err := client.Get("http://" + c.health + "/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return c, nil
+			}
+		}
+	}
+	c.Stop()
+	return nil, fmt.Errorf("%s collector not healthy after 30s\n%s", p, c.logs.String())
+}
+
+// Endpoint is the receiver's host:port for a protocol.
+func (c *Collector) Endpoint(protocol string) string {
+	if protocol == "http" {
+		return c.HTTP
+	}
+	return c.GRPC
+}
+
+// Stop ends the process with SIGTERM (SIGKILL after 20s).
+func (c *Collector) Stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// Logs is what the process printed.
+func (c *Collector) Logs() string { return c.logs.String() }
+
+// CPUSeconds is the process's user+system CPU time so far (utime and stime,
+// fields 14 and 15 of /proc/<pid>/stat, in USER_HZ ticks of 1/100 s).
+func (c *Collector) CPUSeconds() (float64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.pid()))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields restart after ')'.
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, errors.New("bad /proc stat")
+	}
+	f := strings.Fields(string(raw[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return (ut + st) / 100, nil
+}
+
+// PeakRSS is VmHWM from /proc/<pid>/status, in bytes.
+func (c *Collector) PeakRSS() (int64, error) { return c.status("VmHWM:") }
+
+func (c *Collector) status(key string) (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.pid()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, key); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc status", key)
+}
+
+// pid is the collector's own pid: taskset execs it, so it is the child's.
+func (c *Collector) pid() int { return c.cmd.Process.Pid }
+
+var (
+	handedMu sync.Mutex
+	handed   = map[string]bool{}
+)
+
+// freeAddr returns a loopback address that was free a moment ago and that
+// this process has not handed out before (the sinks listen on :0 too).
+func freeAddr() (string, error) {
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if !handed[addr] {
+			handed[addr] = true
+			return addr, nil
+		}
+	}
+	return "", errors.New("no free port")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 1<<20 { // keep the start; a flood of warnings is not useful
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
