@@ -406,10 +406,14 @@ service:
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		// health_check starts before the receivers; 200 means every
+		// component, the receivers included, is up.
 		resp, err := http.Get("http://" + podIP + ":13133/")
 		if err == nil {
 			resp.Body.Close()
-			break
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no health_check on %s:13133: %v", podIP, err)
