@@ -5,7 +5,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,6 +81,11 @@ func run() error {
 		}})
 	// Let the batch processor (timeout 1s) print the last spans, then stop.
 	time.Sleep(1500 * time.Millisecond)
+	if report, err := col.propagationReport(); err == nil {
+		fmt.Printf("\nWhich services break traces: health_check's /status \"propagation\" report:\n%s\n", report)
+	} else {
+		fmt.Printf("\n(no propagation report: %v)\n", err)
+	}
 	colErr := col.stop()
 	st := sim.Stats()
 	fmt.Printf("\ndemo: the simulator sent %d spans (%d page loads, %d exports, %d failed; %d orphan roots). Collector stopped: %v\n",
@@ -164,32 +171,34 @@ func orphansEnabled(path string) (bool, error) {
 }
 
 type collector struct {
-	cmd  *exec.Cmd
-	done chan error
-	err  error
+	// health is the health_check endpoint, host:port.
+	health string
+	cmd    *exec.Cmd
+	done   chan error
+	err    error
 }
 
 // startCollector runs the binary on free ports in its own process group, so
 // that Ctrl-C reaches only the demo, which stops the simulator first and
 // the collector after it.
 func startCollector(ctx context.Context, binary, config string) (*collector, string, error) {
-	ports := make([]string, 3)
+	ports := make([]string, 4)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
 			return nil, "", err
 		}
-		ports[i] = "127.0.0.1:" + p
+		ports[i] = p
 	}
 	cmd := exec.Command(binary, "--config", config)
-	cmd.Env = append(os.Environ(), "DEMO_OTLP_GRPC_ENDPOINT="+ports[0], "DEMO_OTLP_HTTP_ENDPOINT="+ports[1],
-		"DEMO_HEALTH_ENDPOINT="+ports[2])
+	cmd.Env = append(os.Environ(), "DEMO_OTLP_GRPC_ENDPOINT=127.0.0.1:"+ports[0], "DEMO_OTLP_HTTP_ENDPOINT=127.0.0.1:"+ports[1],
+		"DEMO_HEALTH_ENDPOINT=127.0.0.1:"+ports[2], "DEMO_METRICS_PORT="+ports[3])
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start %s: %w", binary, err)
 	}
-	c := &collector{cmd: cmd, done: make(chan error, 1)}
+	c := &collector{health: "127.0.0.1:" + ports[2], cmd: cmd, done: make(chan error, 1)}
 	go func() { c.done <- cmd.Wait() }()
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
@@ -203,16 +212,39 @@ func startCollector(ctx context.Context, binary, config string) (*collector, str
 			return nil, "", ctx.Err()
 		default:
 		}
-		if resp, err := client.Get("http://" + ports[2] + "/"); err == nil {
+		if resp, err := client.Get("http://127.0.0.1:" + ports[2] + "/"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return c, ports[0], nil
+				return c, "127.0.0.1:" + ports[0], nil
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	_ = c.stop()
 	return nil, "", errors.New("collector not ready after 30s")
+}
+
+// propagationReport fetches /status and returns its "propagation" entry,
+// indented: what istio_span tells on-call people about broken propagation.
+func (c *collector) propagationReport() (string, error) {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + c.health + "/status")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var doc map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return "", fmt.Errorf("decoding /status: %w", err)
+	}
+	report, ok := doc["propagation"]
+	if !ok {
+		return "", errors.New(`/status has no "propagation" entry`)
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, report, "  ", "  "); err != nil {
+		return "", err
+	}
+	return "  " + out.String(), nil
 }
 
 // stop sends SIGTERM and waits for a clean exit (SIGKILL after 15s). It is
