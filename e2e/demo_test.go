@@ -46,6 +46,19 @@ func TestDemoBounded(t *testing.T) {
 	if !strings.Contains(string(out), "Collector stopped: cleanly") {
 		t.Errorf("the demo did not report a clean collector stop:\n%s", demoTail(out))
 	}
+	// The demo ends with /status's propagation report naming productpage,
+	// the one workload that drops traceparent but forwards x-request-id.
+	if demoFlagsOrphans(t) {
+		for _, want := range []string{`"propagation" report`, `"service": "productpage.default"`,
+			"forwards x-request-id but not traceparent"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("the demo's closing report lacks %q:\n%s", want, demoTail(out))
+			}
+		}
+	}
+	if strings.Contains(string(out), "\twarn\t") {
+		t.Errorf("the demo printed a warning:\n%s", demoTail(out))
+	}
 }
 
 // Ctrl-C (SIGINT) stops the demo cleanly: the simulator drains, the
