@@ -139,7 +139,8 @@ func (n *nameNormalizer) normalizeResource(rss ptrace.ResourceSpansSlice, rs ptr
 		spans := sss.At(i).Spans()
 		for j := 0; j < spans.Len(); j++ {
 			attrs := spans.At(j).Attributes()
-			id, status := istio.IdentityOf(attrs)
+			// The flush's spans share their tags: validate them once.
+			id, status := istio.IdentityOfLike(attrs, g.id)
 			if status != istio.Proxy {
 				others = true
 				c.untouched[otherReason(attrs, status)]++
