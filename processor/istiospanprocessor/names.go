@@ -84,12 +84,28 @@ func newNameNormalizer(cfg ServiceNameConfig, tb *metadata.TelemetryBuilder) *na
 
 // normalize rewrites td in place. It never drops a span.
 func (n *nameNormalizer) normalize(ctx context.Context, td ptrace.Traces) {
+	n.normalizeEach(ctx, td, nil)
+}
+
+// normalizeEach is normalize that also hands each resource, once final, to
+// visit (when not nil), in the order of td's resources, so that a later
+// step can work on a resource while its spans are still in the CPU cache.
+func (n *nameNormalizer) normalizeEach(ctx context.Context, td ptrace.Traces, visit func(ptrace.ResourceSpans)) {
 	var c nameCounts
 	rss := td.ResourceSpans()
 	// Resources split off are appended and already final, so stop at the
 	// original length.
-	for i, end := 0, rss.Len(); i < end; i++ {
+	end := rss.Len()
+	for i := 0; i < end; i++ {
 		n.normalizeResource(rss, rss.At(i), &c)
+		if visit != nil {
+			visit(rss.At(i))
+		}
+	}
+	if visit != nil {
+		for i := end; i < rss.Len(); i++ {
+			visit(rss.At(i))
+		}
 	}
 	n.record(ctx, &c)
 }
