@@ -2,6 +2,9 @@ package istiospanprocessor // import "github.com/otelcol-istio/otelcol-istio/pro
 
 import (
 	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -71,6 +74,46 @@ type nameNormalizer struct {
 	telemetry *metadata.TelemetryBuilder
 	// reasonOpts are built once so recording a batch allocates nothing.
 	reasonOpts [numReasons][]metric.AddOption
+	// targets holds the "C.N" names already built, so that renaming a
+	// resource does not allocate the same string again and again.
+	targets targetCache
+}
+
+// maxCachedTargets bounds targetCache (and the cost of copying it on
+// insert); past the bound, names are built per resource as before.
+const maxCachedTargets = 1024
+
+// targetCache maps (C, N) to "C.N". It is copy-on-write: lookups, on every
+// renamed resource, take no lock; inserts, once per workload, copy the map.
+type targetCache struct {
+	m  atomic.Pointer[map[workloadKey]string]
+	mu sync.Mutex
+}
+
+func (tc *targetCache) get(c, n string) string {
+	if m := tc.m.Load(); m != nil {
+		if t, ok := (*m)[workloadKey{c, n}]; ok {
+			return t
+		}
+	}
+	t := c + "." + n
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	var old map[workloadKey]string
+	if p := tc.m.Load(); p != nil {
+		old = *p
+	}
+	if len(old) >= maxCachedTargets {
+		return t
+	}
+	next := make(map[workloadKey]string, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	// Clone the key: c and n point into the batch, which goes downstream.
+	next[workloadKey{strings.Clone(c), strings.Clone(n)}] = t
+	tc.m.Store(&next)
+	return t
 }
 
 func newNameNormalizer(cfg ServiceNameConfig, tb *metadata.TelemetryBuilder) *nameNormalizer {
@@ -84,12 +127,28 @@ func newNameNormalizer(cfg ServiceNameConfig, tb *metadata.TelemetryBuilder) *na
 
 // normalize rewrites td in place. It never drops a span.
 func (n *nameNormalizer) normalize(ctx context.Context, td ptrace.Traces) {
+	n.normalizeEach(ctx, td, nil)
+}
+
+// normalizeEach is normalize that also hands each resource, once final, to
+// visit (when not nil), in the order of td's resources, so that a later
+// step can work on a resource while its spans are still in the CPU cache.
+func (n *nameNormalizer) normalizeEach(ctx context.Context, td ptrace.Traces, visit func(ptrace.ResourceSpans)) {
 	var c nameCounts
 	rss := td.ResourceSpans()
 	// Resources split off are appended and already final, so stop at the
 	// original length.
-	for i, end := 0, rss.Len(); i < end; i++ {
+	end := rss.Len()
+	for i := 0; i < end; i++ {
 		n.normalizeResource(rss, rss.At(i), &c)
+		if visit != nil {
+			visit(rss.At(i))
+		}
+	}
+	if visit != nil {
+		for i := end; i < rss.Len(); i++ {
+			visit(rss.At(i))
+		}
 	}
 	n.record(ctx, &c)
 }
@@ -139,7 +198,8 @@ func (n *nameNormalizer) normalizeResource(rss ptrace.ResourceSpansSlice, rs ptr
 		spans := sss.At(i).Spans()
 		for j := 0; j < spans.Len(); j++ {
 			attrs := spans.At(j).Attributes()
-			id, status := istio.IdentityOf(attrs)
+			// The flush's spans share their tags: validate them once.
+			id, status := istio.IdentityOfLike(attrs, g.id)
 			if status != istio.Proxy {
 				others = true
 				c.untouched[otherReason(attrs, status)]++
@@ -281,7 +341,7 @@ func (n *nameNormalizer) target(id istio.Identity) string {
 	// CANONICAL_NAME_AND_NAMESPACE, and APP_LABEL_AND_NAMESPACE when the
 	// incoming name is not "<x>.N": Istio's canonical name falls back to the
 	// app label, so C.N is the best app-label name available.
-	return id.CanonicalService + "." + id.Namespace
+	return n.targets.get(id.CanonicalService, id.Namespace)
 }
 
 // isQualified reports whether name == c + "." + ns.

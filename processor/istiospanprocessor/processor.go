@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 
 	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/orphans"
 )
 
 // istioSpanProcessor runs the processor's steps, in order, on each batch:
@@ -41,10 +42,19 @@ func newIstioSpanProcessor(set processor.Settings, cfg *Config, ds *detectors) (
 }
 
 func (p *istioSpanProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	p.names.normalize(ctx, td)
+	var b *orphans.Batch
 	if p.orphans != nil {
-		p.orphans.det.Process(td) // after normalisation: it reports by the final name
+		b = p.orphans.det.Begin()
 	}
+	if b == nil {
+		p.names.normalize(ctx, td)
+		return td, nil
+	}
+	// Step 2 takes each resource right after step 1 made it final: it
+	// reports by the normalised name, and the spans are still in cache
+	// (a batch of 1000 fresh spans does not fit in L2).
+	p.names.normalizeEach(ctx, td, b.Resource)
+	b.End()
 	return td, nil
 }
 

@@ -33,6 +33,18 @@ type Identity struct {
 // IdentityOf reads a span's Istio identity. It never allocates: the returned
 // strings share memory with the span's attributes.
 func IdentityOf(attrs pcommon.Map) (Identity, TagStatus) {
+	return IdentityOfLike(attrs, Identity{})
+}
+
+// IdentityOfLike is IdentityOf for a span that probably has identity known,
+// an identity IdentityOf returned with status Proxy (or the zero Identity):
+// values equal to known's are not validated again. All spans of one proxy
+// flush carry the same tags, so only a flush's first span pays for the
+// character-by-character checks.
+func IdentityOfLike(attrs pcommon.Map, known Identity) (Identity, TagStatus) {
+	// A Get per tag, not one pass with a switch over attrs.All(): Get's loop
+	// is tighter than pdata's iterator, so three Gets over Envoy's ~20 tags
+	// cost less than one iteration (measured: ~45 vs ~80 ns).
 	cv, hasC := attrs.Get(AttrCanonicalService)
 	nv, hasN := attrs.Get(AttrNamespace)
 	if !hasC && !hasN {
@@ -42,14 +54,18 @@ func IdentityOf(attrs pcommon.Map) (Identity, TagStatus) {
 		return Identity{}, Malformed
 	}
 	id := Identity{CanonicalService: cv.Str(), Namespace: nv.Str()}
-	if !ValidCanonicalName(id.CanonicalService) || !ValidNamespace(id.Namespace) {
+	if !sameNonEmpty(id.CanonicalService, known.CanonicalService) && !ValidCanonicalName(id.CanonicalService) ||
+		!sameNonEmpty(id.Namespace, known.Namespace) && !ValidNamespace(id.Namespace) {
 		return Identity{}, Malformed
 	}
-	if rev, ok := StringAttr(attrs, AttrCanonicalRevision); ok && ValidLabelValue(rev) {
+	if rev, ok := StringAttr(attrs, AttrCanonicalRevision); ok && (sameNonEmpty(rev, known.CanonicalRevision) || ValidLabelValue(rev)) {
 		id.CanonicalRevision = rev
 	}
 	return id, Proxy
 }
+
+// sameNonEmpty reports whether s equals an already validated value v.
+func sameNonEmpty(s, v string) bool { return v != "" && s == v }
 
 // maxLabelValue is Kubernetes' limit for label values and DNS-1123 labels.
 // Canonical names and revisions are pod label values; namespaces are labels.

@@ -44,6 +44,13 @@ func TestIdentityOf(t *testing.T) {
 			got, status := IdentityOf(m)
 			assert.Equal(t, tt.status, status)
 			assert.Equal(t, tt.want, got)
+			// A known identity only skips checks of values equal to its
+			// own: every other value is judged as IdentityOf judges it.
+			for _, known := range []Identity{{}, {"reviews", "default", "v2"}, {"shop.frontend", "shop", "latest"}} {
+				got, status = IdentityOfLike(m, known)
+				assert.Equal(t, tt.status, status, "known %v", known)
+				assert.Equal(t, tt.want, got, "known %v", known)
+			}
 		})
 	}
 }

@@ -22,14 +22,20 @@ type Detector struct {
 
 	now   func() time.Time
 	epoch time.Time
-	// Seeds for the request-id key and the workload identity.
-	keySeed maphash.Seed
-	idSeed  maphash.Seed
+	// Seeds for the request-id key and the workload identity: nodeSeed for
+	// an identity taken from node_id, idSeed for the other forms.
+	keySeed  maphash.Seed
+	nodeSeed maphash.Seed
+	idSeed   maphash.Seed
 
-	scratch sync.Pool // *batchScratch
+	batches sync.Pool // *Batch, reused so that a batch allocates nothing here
 }
 
-type batchScratch struct {
+// Batch is one batch's pass of the rules, resource by resource: see
+// Detector.Begin.
+type Batch struct {
+	d                *Detector
+	now              time.Time
 	servers, orphans []candidate
 	pairs            []linked
 }
@@ -46,10 +52,11 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 		services: newServiceRegistry(MaxServices),
 		now:      time.Now,
 		keySeed:  maphash.MakeSeed(),
+		nodeSeed: maphash.MakeSeed(),
 		idSeed:   maphash.MakeSeed(),
 	}
 	d.epoch = d.now()
-	d.scratch.New = func() any { return &batchScratch{} }
+	d.batches.New = func() any { return &Batch{d: d} }
 	var tracked func() int64
 	if cfg.Enabled && cfg.LinkByRequestID {
 		d.index = newRequestIndex(int64(cfg.Window), cfg.MaxTracked)
@@ -78,81 +85,105 @@ func (d *Detector) Report() []ServiceReport {
 // Process runs the rules on td in place. It runs after name normalisation,
 // so the resource service.name it reads is the normalised name.
 func (d *Detector) Process(td ptrace.Traces) {
-	if !d.cfg.Enabled {
+	b := d.Begin()
+	if b == nil {
 		return
 	}
-	now := d.now()
-	sc := d.scratch.Get().(*batchScratch)
-	defer func() {
-		clear(sc.servers)
-		clear(sc.orphans)
-		clear(sc.pairs)
-		sc.servers, sc.orphans, sc.pairs = sc.servers[:0], sc.orphans[:0], sc.pairs[:0]
-		d.scratch.Put(sc)
-	}()
-
-	ctx := context.Background()
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
-		rv := resourceView{rs: rss.At(i)}
-		var outbound, orphans int64
-		sss := rv.rs.ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				span := spans.At(k)
-				kind := span.Kind()
-				if kind != ptrace.SpanKindClient && (kind != ptrace.SpanKindServer || d.index == nil) {
-					continue
-				}
-				// Only an orphan root may need the tags beyond node_id and the
-				// request id: for origins.
-				root := span.ParentSpanID().IsEmpty()
-				tags := readTags(span.Attributes(), root && kind == ptrace.SpanKindClient && !d.origins.empty(),
-					kind == ptrace.SpanKindServer || root)
-				if kind == ptrace.SpanKindServer {
-					if fromSidecar(&tags, span, &rv, inboundClusterPrefix) {
-						if c, ok := d.candidate(span, &tags, &rv, serverRecord); ok {
-							sc.servers = append(sc.servers, c)
-						}
+		b.Resource(rss.At(i))
+	}
+	b.End()
+}
+
+// Begin starts a batch: call Resource on each of its resources, in order,
+// once that resource is normalised, then End. Going resource by resource
+// lets the processor run both steps on a resource while its spans are
+// still in the CPU cache. It returns nil when orphan detection is off.
+func (d *Detector) Begin() *Batch {
+	if !d.cfg.Enabled {
+		return nil
+	}
+	b := d.batches.Get().(*Batch)
+	b.now = d.now()
+	return b
+}
+
+// Resource flags the orphaned roots of one resource and collects its
+// re-link candidates.
+func (b *Batch) Resource(rs ptrace.ResourceSpans) {
+	d, now := b.d, b.now
+	rv := resourceView{rs: rs}
+	var outbound, orphans int64
+	sss := rv.rs.ScopeSpans()
+	for j := 0; j < sss.Len(); j++ {
+		spans := sss.At(j).Spans()
+		for k := 0; k < spans.Len(); k++ {
+			span := spans.At(k)
+			kind := span.Kind()
+			if kind != ptrace.SpanKindClient && (kind != ptrace.SpanKindServer || d.index == nil) {
+				continue
+			}
+			// Only an orphan root may need the tags beyond node_id and the
+			// request id: for origins.
+			root := span.ParentSpanID().IsEmpty()
+			tags := readTags(span.Attributes(), root && kind == ptrace.SpanKindClient && !d.origins.empty(),
+				kind == ptrace.SpanKindServer || root)
+			if kind == ptrace.SpanKindServer {
+				if fromSidecar(&tags, span, &rv, inboundClusterPrefix) {
+					if c, ok := d.candidate(span, &tags, &rv, serverRecord); ok {
+						b.servers = append(b.servers, c)
 					}
-					continue
 				}
-				if !fromSidecar(&tags, span, &rv, outboundClusterPrefix) {
-					continue
-				}
-				outbound++
-				if !root || d.origins.match(&tags, &rv) {
-					continue
-				}
-				markOrphan(span.Attributes())
-				orphans++
-				if c, ok := d.candidate(span, &tags, &rv, orphanRecord); ok {
-					sc.orphans = append(sc.orphans, c)
-				}
+				continue
+			}
+			if !fromSidecar(&tags, span, &rv, outboundClusterPrefix) {
+				continue
+			}
+			outbound++
+			if !root || d.origins.match(&tags, &rv) {
+				continue
+			}
+			markOrphan(span.Attributes())
+			orphans++
+			if c, ok := d.candidate(span, &tags, &rv, orphanRecord); ok {
+				b.orphans = append(b.orphans, c)
 			}
 		}
-		if outbound == 0 {
-			continue
-		}
-		s := d.services.get(rv.serviceName())
-		s.outbound.Add(outbound)
-		s.seen(now)
-		if orphans > 0 {
-			s.orphans.Add(orphans)
-			d.tel.orphans.Add(ctx, orphans, s.attrs...)
-		}
 	}
-
-	if d.index == nil || (len(sc.orphans) == 0 && len(sc.servers) == 0) {
+	if outbound == 0 {
 		return
 	}
+	s := d.services.get(rv.serviceName())
+	s.outbound.Add(outbound)
+	s.seen(now)
+	if orphans > 0 {
+		s.orphans.Add(orphans)
+		d.tel.orphans.Add(context.Background(), orphans, s.attrs...)
+	}
+}
+
+// End re-links the batch's candidates and releases b, which must not be
+// used afterwards.
+func (b *Batch) End() {
+	d, now := b.d, b.now
+	defer func() {
+		clear(b.servers)
+		clear(b.orphans)
+		clear(b.pairs)
+		b.servers, b.orphans, b.pairs = b.servers[:0], b.orphans[:0], b.pairs[:0]
+		d.batches.Put(b)
+	}()
+	if d.index == nil || (len(b.orphans) == 0 && len(b.servers) == 0) {
+		return
+	}
+	ctx := context.Background()
 	var evicted int64
-	sc.pairs, evicted = d.index.link(sc.servers, sc.orphans, int64(now.Sub(d.epoch)), sc.pairs)
+	b.pairs, evicted = d.index.link(b.servers, b.orphans, int64(now.Sub(d.epoch)), b.pairs)
 	if evicted > 0 {
 		d.tel.evicted.Add(ctx, evicted)
 	}
-	for _, p := range sc.pairs {
+	for _, p := range b.pairs {
 		s := d.services.get(p.service)
 		s.relinked.Add(1)
 		s.seen(now)
@@ -194,13 +225,16 @@ func (d *Detector) requestKey(rid string) requestKey {
 // pod: the app that received the SERVER request is the one that made the
 // outbound call), else canonical service and namespace, else service.name.
 func (d *Detector) identity(t *spanTags, svc string) uint64 {
+	if id := t.nodeID.str(); id != "" {
+		// The usual case, hashed in one call (~9 vs ~20 ns through
+		// maphash.Hash); its own seed keeps it apart from the forms below,
+		// as the "n" prefix did.
+		return maphash.String(d.nodeSeed, id)
+	}
+	canonical, ns := t.canonical.str(), t.namespace.str()
 	var h maphash.Hash
 	h.SetSeed(d.idSeed)
-	id, canonical, ns := t.nodeID.str(), t.canonical.str(), t.namespace.str()
 	switch {
-	case id != "":
-		h.WriteString("n\x00")
-		h.WriteString(id)
 	case canonical != "" && ns != "":
 		h.WriteString("w\x00")
 		h.WriteString(canonical)
