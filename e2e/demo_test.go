@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -71,7 +69,7 @@ func TestDemoInterrupt(t *testing.T) {
 	}
 	root := harness.RepoRoot()
 	cmd := exec.Command(demo, "-binary", harness.Binary(t), "-config", filepath.Join(root, "distribution", "config.demo.yaml"))
-	var out syncWriter
+	var out harness.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -181,22 +179,4 @@ func demoTail(b []byte) string {
 		b = b[len(b)-3000:]
 	}
 	return string(b)
-}
-
-// syncWriter collects a process's output for polling by the test.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }

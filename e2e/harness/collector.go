@@ -82,7 +82,7 @@ type CollectorOptions struct {
 type Collector struct {
 	t    testing.TB
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *SyncBuffer
 	done chan struct{}
 	err  error
 
@@ -99,7 +99,7 @@ type Collector struct {
 // `otlp` and the extension `health_check`, as in every config we ship.
 func StartCollector(t testing.TB, opts CollectorOptions) *Collector {
 	t.Helper()
-	c := &Collector{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	c := &Collector{t: t, logs: &SyncBuffer{}, done: make(chan struct{})}
 	args := []string{}
 	for _, cfg := range opts.Configs {
 		args = append(args, "--config", cfg)
@@ -281,20 +281,20 @@ func mergeEnv(extra map[string]string) []string {
 	return env
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's two output streams
-// and the test reading it at once.
-type syncBuffer struct {
+// SyncBuffer collects a process's output: a bytes.Buffer safe for its two
+// output streams and a test polling it at once.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.String()
