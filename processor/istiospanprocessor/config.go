@@ -43,6 +43,9 @@ type Config struct {
 	// propagation report (step 2). confmap.Validate checks it through its
 	// own Validate, so its errors carry the "orphans." key.
 	Orphans orphans.Config `mapstructure:"orphans"`
+	// InvalidUTF8 is what to do with a batch holding a string that is not
+	// valid UTF-8 (step 0, before anything is changed or remembered).
+	InvalidUTF8 InvalidUTF8Action `mapstructure:"invalid_utf8"`
 
 	// Prevent unkeyed literals so fields can be added without breaking callers.
 	_ struct{}
@@ -57,6 +60,34 @@ type ServiceNameConfig struct {
 	SemconvAttributes bool `mapstructure:"semconv_attributes"`
 
 	_ struct{}
+}
+
+// InvalidUTF8Action is the invalid_utf8 setting.
+type InvalidUTF8Action string
+
+const (
+	// InvalidUTF8Reject refuses the sender's whole request with a permanent
+	// error, which the OTLP receiver answers with InvalidArgument (gRPC) or
+	// 400 (HTTP), naming the field.
+	InvalidUTF8Reject InvalidUTF8Action = "reject"
+	// InvalidUTF8Replace repairs each invalid byte sequence to U+FFFD and
+	// passes every span on.
+	InvalidUTF8Replace InvalidUTF8Action = "replace"
+	// InvalidUTF8Forward does not check: strings go on as they came.
+	InvalidUTF8Forward InvalidUTF8Action = "forward"
+)
+
+// errInvalidUTF8Action is wrapped by InvalidUTF8Action.Validate.
+var errInvalidUTF8Action = errors.New("invalid invalid_utf8")
+
+// Validate checks the invalid_utf8 value.
+func (a InvalidUTF8Action) Validate() error {
+	switch a {
+	case InvalidUTF8Reject, InvalidUTF8Replace, InvalidUTF8Forward:
+		return nil
+	}
+	return fmt.Errorf("%w: invalid_utf8 %q must be one of %s, %s, %s",
+		errInvalidUTF8Action, string(a), InvalidUTF8Reject, InvalidUTF8Replace, InvalidUTF8Forward)
 }
 
 var _ component.Config = (*Config)(nil)

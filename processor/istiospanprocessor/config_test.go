@@ -28,19 +28,19 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{
 			id:   component.NewID(metadata.Type),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}, Orphans: orphans.DefaultConfig()},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "canonical_name_only"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}, Orphans: orphans.DefaultConfig()},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "app_label_no_semconv"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}, Orphans: orphans.DefaultConfig()},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "preserve"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}, Orphans: orphans.DefaultConfig()},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:      component.NewIDWithName(metadata.Type, "unknown_format"),
@@ -69,6 +69,7 @@ func TestLoadConfig(t *testing.T) {
 					Window:          45 * time.Second,
 					MaxTracked:      5000,
 				},
+				InvalidUTF8: InvalidUTF8Reject,
 			},
 		},
 		{
@@ -80,6 +81,7 @@ func TestLoadConfig(t *testing.T) {
 					c.Enabled = false
 					return c
 				}(),
+				InvalidUTF8: InvalidUTF8Reject,
 			},
 		},
 		{
@@ -102,6 +104,18 @@ func TestLoadConfig(t *testing.T) {
 			id:        component.NewIDWithName(metadata.Type, "orphans_bad_window"),
 			unmarshal: "window",
 		},
+		{
+			id: component.NewIDWithName(metadata.Type, "forward_invalid_utf8"),
+			want: &Config{
+				ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true},
+				Orphans:     orphans.DefaultConfig(),
+				InvalidUTF8: InvalidUTF8Forward,
+			},
+		},
+		{
+			id:      component.NewIDWithName(metadata.Type, "unknown_invalid_utf8"),
+			wantErr: `invalid_utf8 "drop" must be one of reject, replace, forward`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -123,6 +137,9 @@ func TestLoadConfig(t *testing.T) {
 				if strings.HasPrefix(tt.wantErr, "service_name") {
 					assert.ErrorIs(t, err, errInvalidFormat)
 				}
+				if strings.HasPrefix(tt.wantErr, "invalid_utf8") {
+					assert.ErrorIs(t, err, errInvalidUTF8Action)
+				}
 				return
 			}
 			require.NoError(t, err)
@@ -136,5 +153,6 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	assert.Equal(t, FormatCanonicalNameAndNamespace, cfg.ServiceName.Format)
 	assert.True(t, cfg.ServiceName.SemconvAttributes)
 	assert.Equal(t, orphans.DefaultConfig(), cfg.Orphans)
+	assert.Equal(t, InvalidUTF8Reject, cfg.InvalidUTF8)
 	require.NoError(t, confmap.Validate(cfg))
 }

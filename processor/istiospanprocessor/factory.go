@@ -26,6 +26,9 @@ const (
 	// defaultSemconvAttributes: backends group by service.namespace and
 	// service.version, which Envoy never sends.
 	defaultSemconvAttributes = true
+	// defaultInvalidUTF8: a string a strict backend refuses would cost the
+	// whole export it is batched into, other senders' spans included.
+	defaultInvalidUTF8 = InvalidUTF8Reject
 )
 
 // NewFactory returns the istio_span processor factory.
@@ -50,7 +53,8 @@ func createDefaultConfig() component.Config {
 			Format:            defaultFormat,
 			SemconvAttributes: defaultSemconvAttributes,
 		},
-		Orphans: orphans.DefaultConfig(),
+		Orphans:     orphans.DefaultConfig(),
+		InvalidUTF8: defaultInvalidUTF8,
 	}
 }
 

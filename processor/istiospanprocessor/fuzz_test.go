@@ -2,21 +2,26 @@ package istiospanprocessor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/utf8check"
 )
 
 // Native Go fuzz targets for istio_span on arbitrary span data: whatever a
-// sender's bytes decode to, the processor must not panic, must not fail, and
-// must pass every span on (it renames and annotates, never drops). The seed
+// sender's bytes decode to, the processor must not panic, and must either
+// pass every span on (it renames and annotates, never drops) or refuse the
+// whole batch for invalid UTF-8 and pass nothing on. Whether it refuses
+// exactly when it should is internal/utf8check's FuzzTraces. The seed
 // corpus is the Istio-shaped fixtures in testdata/input. `make test` runs
 // each target briefly; `make fuzz` runs them longer.
 
@@ -105,7 +110,14 @@ func processAll(t *testing.T, td ptrace.Traces, format Format) {
 		}
 	}()
 	if err := p.ConsumeTraces(context.Background(), td); err != nil {
-		t.Fatalf("processor failed on decodable input: %v", err)
+		var bad *utf8check.Error
+		if !errors.As(err, &bad) || !consumererror.IsPermanent(err) {
+			t.Fatalf("processor failed on decodable input: %v", err)
+		}
+		if n := sink.SpanCount(); n != 0 {
+			t.Fatalf("refused the batch (%v) but passed on %d spans", err, n)
+		}
+		return
 	}
 	got := map[[8]byte]int{}
 	gotCount := 0

@@ -13,12 +13,15 @@ import (
 )
 
 // istioSpanProcessor runs the processor's steps, in order, on each batch:
+//  0. refuse (or repair) a batch holding a string that is not valid UTF-8
+//     (invalid_utf8.go), before anything is changed or remembered;
 //  1. normalise service names (names.go), so every later step and every
 //     backend sees one name per workload;
 //  2. flag orphaned roots and re-link them by x-request-id
 //     (internal/orphans), which reports per normalised service.name.
 type istioSpanProcessor struct {
 	telemetry *metadata.TelemetryBuilder
+	utf8      *invalidUTF8Step
 	names     *nameNormalizer
 	orphans   *sharedDetector // nil when orphans.enabled is false
 	started   bool
@@ -36,12 +39,16 @@ func newIstioSpanProcessor(set processor.Settings, cfg *Config, ds *detectors) (
 	}
 	return &istioSpanProcessor{
 		telemetry: tb,
+		utf8:      newInvalidUTF8Step(cfg.InvalidUTF8, tb, set.Logger),
 		names:     newNameNormalizer(cfg.ServiceName, tb),
 		orphans:   sd,
 	}, nil
 }
 
 func (p *istioSpanProcessor) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	if err := p.utf8.apply(ctx, td); err != nil {
+		return td, err
+	}
 	var b *orphans.Batch
 	if p.orphans != nil {
 		b = p.orphans.det.Begin()

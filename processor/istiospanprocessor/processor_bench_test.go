@@ -39,11 +39,23 @@ func realisticBatch(b *testing.B, copies int) ptrace.Traces {
 // BenchmarkProcess measures the whole processor (processorhelper included)
 // on a realistic batch. "fresh" batches need renames and semconv attributes;
 // "normalised" batches have been through the processor once, which is the
-// steady state for spans that are already right.
+// steady state for spans that are already right. Each runs with the default
+// invalid_utf8: reject and with forward, which skips the UTF-8 check, so the
+// difference is the check's cost.
 func BenchmarkProcess(b *testing.B) {
+	for _, action := range []InvalidUTF8Action{InvalidUTF8Reject, InvalidUTF8Forward} {
+		b.Run("invalid_utf8="+string(action), func(b *testing.B) {
+			cfg := createDefaultConfig().(*Config)
+			cfg.InvalidUTF8 = action
+			benchmarkProcess(b, cfg)
+		})
+	}
+}
+
+func benchmarkProcess(b *testing.B, cfg *Config) {
 	ctx := context.Background()
 	newProc := func(b *testing.B) func(ptrace.Traces) {
-		p, err := NewFactory().CreateTraces(ctx, processortest.NewNopSettings(metadata.Type), createDefaultConfig(), consumertest.NewNop())
+		p, err := NewFactory().CreateTraces(ctx, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
 		require.NoError(b, err)
 		require.NoError(b, p.Start(ctx, componenttest.NewNopHost()))
 		b.Cleanup(func() { require.NoError(b, p.Shutdown(ctx)) })

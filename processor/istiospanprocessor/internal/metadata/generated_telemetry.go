@@ -23,12 +23,14 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                            metric.Meter
-	mu                               sync.Mutex
-	registrations                    []metric.Registration
-	ProcessorIstioSpanResourcesSplit metric.Int64Counter
-	ProcessorIstioSpanSpansRenamed   metric.Int64Counter
-	ProcessorIstioSpanSpansUntouched metric.Int64Counter
+	meter                             metric.Meter
+	mu                                sync.Mutex
+	registrations                     []metric.Registration
+	ProcessorIstioSpanResourcesSplit  metric.Int64Counter
+	ProcessorIstioSpanSpansRejected   metric.Int64Counter
+	ProcessorIstioSpanSpansRenamed    metric.Int64Counter
+	ProcessorIstioSpanSpansUntouched  metric.Int64Counter
+	ProcessorIstioSpanStringsRepaired metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -66,6 +68,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{resource}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ProcessorIstioSpanSpansRejected, err = builder.meter.Int64Counter(
+		"otelcol_processor_istio_span_spans_rejected",
+		metric.WithDescription("Number of spans refused with a permanent error (the sender gets InvalidArgument/400), by reason (attribute `reason`; `invalid_utf8`). [Development]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ProcessorIstioSpanSpansRenamed, err = builder.meter.Int64Counter(
 		"otelcol_processor_istio_span_spans_renamed",
 		metric.WithDescription("Number of Istio proxy spans whose resource service.name was changed to the configured format. [Development]"),
@@ -76,6 +84,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_processor_istio_span_spans_untouched",
 		metric.WithDescription("Number of spans whose resource service.name was left as it was, by reason (attribute `reason`). [Development]"),
 		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorIstioSpanStringsRepaired, err = builder.meter.Int64Counter(
+		"otelcol_processor_istio_span_strings_repaired",
+		metric.WithDescription("Number of strings whose invalid UTF-8 was replaced with U+FFFD (invalid_utf8 replace), by reason (attribute `reason`; `invalid_utf8`). [Development]"),
+		metric.WithUnit("{string}"),
 	)
 	errs = errors.Join(errs, err)
 	return &builder, errs

@@ -20,15 +20,23 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.ProcessorIstioSpanResourcesSplit.Add(context.Background(), 1)
+	tb.ProcessorIstioSpanSpansRejected.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanSpansRenamed.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanSpansUntouched.Add(context.Background(), 1)
+	tb.ProcessorIstioSpanStringsRepaired.Add(context.Background(), 1)
 	AssertEqualProcessorIstioSpanResourcesSplit(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorIstioSpanSpansRejected(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorIstioSpanSpansRenamed(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorIstioSpanSpansUntouched(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorIstioSpanStringsRepaired(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 
