@@ -39,8 +39,11 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 
 # Native Go fuzz targets: `make test` runs each for FUZZ_TIME_CI, `make fuzz`
 # for FUZZ_TIME. Minimising a new input is capped so a short run fuzzes.
-FUZZ_PACKAGE    := processor/istiospanprocessor
-FUZZ_TARGETS    := FuzzProcessProto FuzzProcessJSON
+# Each entry is package-dir:FuzzTarget.
+FUZZ_TARGETS    := processor/istiospanprocessor:FuzzProcessProto \
+                   processor/istiospanprocessor:FuzzProcessJSON \
+                   processor/istiospanprocessor/internal/utf8check:FuzzTraces \
+                   processor/istiospanprocessor/internal/utf8check:FuzzValidString
 FUZZ_TIME       ?= 60s
 # CI counts executions rather than time: with a time limit, a worker still
 # busy when the deadline hits on a loaded machine fails the run with
@@ -147,9 +150,10 @@ test-unit:
 ## fuzz: run every fuzz target for FUZZ_TIME (default 60s; e.g. make fuzz FUZZ_TIME=10m)
 .PHONY: fuzz
 fuzz:
-	@for f in $(FUZZ_TARGETS); do \
-	  echo "== fuzz $$f for $(FUZZ_TIME)"; \
-	  (cd $(FUZZ_PACKAGE) && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime $(FUZZ_MINIMIZE) .); \
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; f=$${t##*:}; \
+	  echo "== fuzz $$f ($$pkg) for $(FUZZ_TIME)"; \
+	  (cd $$pkg && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) -fuzzminimizetime $(FUZZ_MINIMIZE) .); \
 	done
 
 ## test-fuzz: every fuzz target briefly (FUZZ_TIME_CI), as CI runs them
