@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -201,36 +202,97 @@ func TestOddSpansDelivered(t *testing.T) {
 }
 
 // Invalid UTF-8 in span strings: protobuf says strings are UTF-8, but the
-// collector's OTLP decoder does not check. The span must either be refused
-// with a 4xx/InvalidArgument or be delivered; it must never take the
-// process down or poison its batch.
+// collector's OTLP decoders do not check. istio_span (invalid_utf8: reject,
+// the default) refuses the whole request with InvalidArgument/400 naming the
+// field, before a strict backend would refuse a whole export of many
+// senders' spans. Nothing of the request is delivered, not even its valid
+// span; the refusal is counted and logged with the sender's address.
 func TestInvalidUTF8(t *testing.T) {
 	backend := harness.StartBackend(t)
 	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
 	td := withAttrs("utf8-\xff\xfe-bad", map[string]string{"k\xc3\x28": "v\xa0\xa1"})
-	good := oneSpan("good-in-same-batch")
+	good := oneSpan("good-in-same-request")
 	good.ResourceSpans().At(0).CopyTo(td.ResourceSpans().AppendEmpty())
+	const field = "resource_spans[0].scope_spans[0].spans[0].name"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+
 	grpcErr := harness.SendGRPC(ctx, col.GRPCEndpoint, td)
+	if c := status.Code(grpcErr); c != codes.InvalidArgument {
+		t.Errorf("gRPC answered %v (%v), want InvalidArgument", c, grpcErr)
+	}
+	if msg := status.Convert(grpcErr).Message(); !strings.Contains(msg, "invalid UTF-8 in "+field) {
+		t.Errorf("gRPC message %q does not name the field %s", msg, field)
+	}
+
 	resp, err := harness.PostHTTP(ctx, "http://"+col.HTTPEndpoint, "application/x-protobuf", protoBody(t, td), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("invalid UTF-8: gRPC %v; HTTP %d %.120q", status.Code(grpcErr), resp.Status, resp.Body)
-	if c := status.Code(grpcErr); c != codes.OK && c != codes.InvalidArgument {
-		t.Errorf("gRPC answered %v, want OK or InvalidArgument", c)
+	// The body is an OTLP Status in protobuf; the message is in it as text.
+	if resp.Status != http.StatusBadRequest || !strings.Contains(resp.Body, "invalid UTF-8 in "+field) {
+		t.Errorf("HTTP protobuf answered %d %q, want 400 naming %s", resp.Status, resp.Body, field)
 	}
-	if resp.Status != http.StatusOK && resp.Status != http.StatusBadRequest {
-		t.Errorf("HTTP answered %d, want 200 or 400", resp.Status)
+
+	// OTLP/JSON with raw invalid bytes in a string.
+	jsonBody := `{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10",` +
+		`"spanId":"0102030405060708","name":"json-` + "\xff" + `-bad"}]}]}]}`
+	resp, err = harness.PostHTTP(ctx, "http://"+col.HTTPEndpoint, "application/json", []byte(jsonBody), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if grpcErr == nil {
-		backend.WaitForSpans(2, 15*time.Second)
-		if _, ok := spanNamed(backend, "good-in-same-batch"); !ok {
-			t.Error("the valid span sent with the invalid one was not delivered")
-		}
+	if resp.Status != http.StatusBadRequest || !strings.Contains(resp.Body, "invalid UTF-8") {
+		t.Errorf("HTTP JSON answered %d %q, want 400 for invalid UTF-8", resp.Status, resp.Body)
 	}
+	t.Logf("invalid UTF-8: gRPC %q; HTTP %d %.160q", status.Convert(grpcErr).Message(), resp.Status, resp.Body)
+
+	col.WaitForLog("Refused spans with a string that is not valid UTF-8", 10*time.Second)
+	if logs := col.Logs(); !strings.Contains(logs, `"client": "127.0.0.1:`) && !strings.Contains(logs, "client\t127.0.0.1:") {
+		t.Errorf("the refusal log does not name the sender:\n%s", grepLines(logs, "UTF-8"))
+	}
+	metrics := get(t, "http://"+col.MetricsEndpoint+"/metrics")
+	re := regexp.MustCompile(`otelcol_processor_istio_span_spans_rejected(_total)?\{[^}]*reason="invalid_utf8"[^}]*\} 5\b`)
+	if !re.MatchString(metrics) {
+		t.Errorf("want 5 spans rejected (2+2 requests of 2 spans, 1 JSON span):\n%s", grepLines(metrics, "rejected"))
+	}
+
 	assertStillServing(t, col, backend, "after-invalid-utf8")
+	if _, ok := spanNamed(backend, "good-in-same-request"); ok {
+		t.Error("a span of a refused request was delivered")
+	}
+}
+
+// With invalid_utf8: replace (set here through the yaml: provider), the same
+// request is accepted and every span is delivered, with each run of
+// invalid bytes replaced by U+FFFD.
+func TestInvalidUTF8Replace(t *testing.T) {
+	backend := harness.StartBackend(t)
+	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()),
+		"yaml:processors::istio_span::invalid_utf8: replace")
+	td := withAttrs("utf8-\xff\xfe-bad", map[string]string{"k\xc3\x28": "v\xa0\xa1"})
+	good := oneSpan("good-in-same-request")
+	good.ResourceSpans().At(0).CopyTo(td.ResourceSpans().AppendEmpty())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := harness.SendGRPC(ctx, col.GRPCEndpoint, td); err != nil {
+		t.Fatalf("gRPC: %v", err)
+	}
+	backend.WaitForSpans(2, 15*time.Second)
+	if _, ok := spanNamed(backend, "good-in-same-request"); !ok {
+		t.Error("the valid span was not delivered")
+	}
+	s, ok := spanNamed(backend, "utf8-\uFFFD-bad")
+	if !ok {
+		t.Fatal("the repaired span was not delivered under its repaired name")
+	}
+	if v, ok := s.Attributes().Get("k\uFFFD("); !ok || v.Str() != "v\uFFFD" {
+		t.Errorf("repaired attribute: got %v (present %v), want k\uFFFD( = v\uFFFD", v.AsRaw(), ok)
+	}
+	metrics := get(t, "http://"+col.MetricsEndpoint+"/metrics")
+	re := regexp.MustCompile(`otelcol_processor_istio_span_strings_repaired(_total)?\{[^}]*reason="invalid_utf8"[^}]*\} 3\b`)
+	if !re.MatchString(metrics) {
+		t.Errorf("want 3 strings repaired (name, key, value):\n%s", grepLines(metrics, "repaired"))
+	}
 }
 
 // rawCodec sends bytes as they are, to put malformed protobuf on the wire.
