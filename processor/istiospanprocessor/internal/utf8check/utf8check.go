@@ -32,11 +32,16 @@ func (e *Error) Error() string {
 // Traces returns an *Error for the first string in td that is not valid
 // UTF-8, or nil. It reads every string OTLP carries for a span: names,
 // schema URLs, trace states, status messages, and attribute keys and string
-// values at any depth. It allocates only when it finds one.
+// values at any depth. It allocates only when it finds one. Each resource
+// is first read in one pass for non-ASCII bytes (ascii.go); only a resource
+// that has some is checked string by string.
 func Traces(td ptrace.Traces) error {
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
 		rs := rss.At(i)
+		if resourceHighBits(rs)&highBits == 0 {
+			continue // all ASCII
+		}
 		at := func(field string) error {
 			return &Error{Path: fmt.Sprintf("resource_spans[%d].%s", i, field)}
 		}

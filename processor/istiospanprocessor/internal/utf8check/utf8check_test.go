@@ -16,32 +16,38 @@ const bad = "ok-\xc3\x28-ok" // a two-byte lead followed by ASCII
 
 // validTraces is one resource with one scope with one span, every string
 // field filled, attributes nested, and non-ASCII but valid UTF-8 throughout.
-func validTraces() ptrace.Traces {
+func validTraces() ptrace.Traces { return tracesWith("ü") }
+
+// asciiTraces is validTraces in ASCII only: the shape on which the check's
+// one-pass shortcut (ascii.go) must still see every field.
+func asciiTraces() ptrace.Traces { return tracesWith("u") }
+
+func tracesWith(u string) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.SetSchemaUrl("https://opentelemetry.io/schemas/1.26.0")
-	rs.Resource().Attributes().PutStr("service.name", "prodüctpage.default")
+	rs.Resource().Attributes().PutStr("service.name", "prod"+u+"ctpage.default")
 	ss := rs.ScopeSpans().AppendEmpty()
 	ss.SetSchemaUrl("https://opentelemetry.io/schemas/1.26.0")
 	ss.Scope().SetName("envoy")
-	ss.Scope().SetVersion("1.36.0-日本")
+	ss.Scope().SetVersion("1.36.0-" + u)
 	ss.Scope().Attributes().PutStr("scope.k", "v")
 	s := ss.Spans().AppendEmpty()
-	s.SetName("GET /café 🚀")
+	s.SetName("GET /caf" + u)
 	s.TraceState().FromRaw("vendor=ok")
-	s.Status().SetMessage("déjà vu")
+	s.Status().SetMessage("d" + u + "j" + u + " vu")
 	a := s.Attributes()
 	a.PutStr("http.url", "http://reviews:9080/reviews/0")
 	a.PutInt("http.status_code", 200)
 	a.PutEmptyBytes("raw").FromRaw([]byte{0xff, 0xfe}) // bytes are not strings
 	m := a.PutEmptyMap("outer")
-	m.PutStr("inner", "ü")
+	m.PutStr("inner", u)
 	sl := m.PutEmptySlice("list")
 	sl.AppendEmpty().SetStr("a")
 	sl.AppendEmpty().SetEmptyMap().PutStr("deep", "b")
 	ev := s.Events().AppendEmpty()
 	ev.SetName("exception")
-	ev.Attributes().PutStr("exception.message", "ñ")
+	ev.Attributes().PutStr("exception.message", u)
 	l := s.Links().AppendEmpty()
 	l.TraceState().FromRaw("vendor=link")
 	l.Attributes().PutStr("link.k", "v")
@@ -54,6 +60,9 @@ func firstSpan(td ptrace.Traces) ptrace.Span {
 
 func TestValidTraces(t *testing.T) {
 	require.NoError(t, Traces(validTraces()))
+	require.NoError(t, Traces(asciiTraces()))
+	require.NotZero(t, resourceHighBits(validTraces().ResourceSpans().At(0))&highBits)
+	require.Zero(t, resourceHighBits(asciiTraces().ResourceSpans().At(0))&highBits)
 	require.NoError(t, Traces(ptrace.NewTraces()))
 }
 
@@ -112,24 +121,33 @@ func TestEveryStringField(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			td := validTraces()
-			tt.corrupt(td, bad)
-			err := Traces(td)
-			var e *Error
-			require.True(t, errors.As(err, &e), "got %v", err)
-			assert.Equal(t, tt.path, e.Path)
-			assert.True(t, utf8.ValidString(err.Error()), "the message quotes escaped: %q", err.Error())
-
-			// Repair changes that one string, as strings.ToValidUTF8 would,
-			// and nothing else.
-			want := validTraces()
-			tt.corrupt(want, strings.ToValidUTF8(bad, "\uFFFD"))
-			assert.Equal(t, 1, Repair(td))
-			require.NoError(t, Traces(td))
-			require.NoError(t, ptracetest.CompareTraces(want, td))
-		})
+		for base, traces := range map[string]func() ptrace.Traces{"unicode": validTraces, "ascii": asciiTraces} {
+			t.Run(base+"/"+tt.path, func(t *testing.T) {
+				testField(t, traces, tt.path, tt.corrupt)
+			})
+		}
 	}
+}
+
+// testField corrupts one field of a batch built by traces, expects Traces
+// to name it by path, and Repair to fix exactly that field.
+func testField(t *testing.T, traces func() ptrace.Traces, path string, corrupt func(ptrace.Traces, string)) {
+	t.Helper()
+	td := traces()
+	corrupt(td, bad)
+	err := Traces(td)
+	var e *Error
+	require.True(t, errors.As(err, &e), "got %v", err)
+	assert.Equal(t, path, e.Path)
+	assert.True(t, utf8.ValidString(err.Error()), "the message quotes escaped: %q", err.Error())
+
+	// Repair changes that one string, as strings.ToValidUTF8 would, and
+	// nothing else.
+	want := traces()
+	corrupt(want, strings.ToValidUTF8(bad, "\uFFFD"))
+	assert.Equal(t, 1, Repair(td))
+	require.NoError(t, Traces(td))
+	require.NoError(t, ptracetest.CompareTraces(want, td))
 }
 
 // The path counts resources, scopes and spans, so a sender can find the
