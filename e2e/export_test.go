@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -377,12 +378,28 @@ func assertNoToken(t *testing.T, text, token string) {
 	}
 }
 
-// The receivers and health_check bind to MY_POD_IP. A random 127.0.0.x
-// address stands in for the pod IP, so the shipped ports (4317, 4318,
-// 13133) are used without colliding with anything on 127.0.0.1.
+// The receivers and health_check bind to MY_POD_IP, IPv4 or IPv6 (the
+// shipped configs put it in brackets, which net.Listen accepts for both). A
+// random 127.0.0.x address, or ::1, stands in for the pod IP, so the shipped
+// ports (4317, 4318, 13133) are used without colliding with anything on
+// 127.0.0.1.
 func TestShippedConfigBindsToPodIP(t *testing.T) {
+	for _, podIP := range []string{fmt.Sprintf("127.0.0.%d", 2+time.Now().UnixNano()%250), "::1"} {
+		t.Run(podIP, func(t *testing.T) {
+			if strings.Contains(podIP, ":") {
+				l, err := net.Listen("tcp", "[::1]:0")
+				if err != nil {
+					t.Skipf("no IPv6 loopback here: %v", err)
+				}
+				l.Close()
+			}
+			testBindsToPodIP(t, podIP)
+		})
+	}
+}
+
+func testBindsToPodIP(t *testing.T, podIP string) {
 	backend := harness.StartBackend(t)
-	podIP := fmt.Sprintf("127.0.0.%d", 2+time.Now().UnixNano()%250)
 	env := shippedEnv(backend, "grpc", t.TempDir())
 	env["MY_POD_IP"] = podIP
 	// Only the internal metrics move to a free port.
@@ -395,7 +412,7 @@ service:
 `, harness.FreePort(t)))
 	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"), "--config", metrics)
 	cmd.Env = filterEnv(os.Environ(), env)
-	var logs strings.Builder
+	var logs harness.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -404,11 +421,12 @@ service:
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
 	})
+	at := func(port string) string { return net.JoinHostPort(podIP, port) }
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		// health_check starts before the receivers; 200 means every
 		// component, the receivers included, is up.
-		resp, err := http.Get("http://" + podIP + ":13133/")
+		resp, err := http.Get("http://" + at("13133") + "/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -416,18 +434,18 @@ service:
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no health_check on %s:13133: %v", podIP, err)
+			t.Fatalf("no health_check on %s: %v\n%s", at("13133"), err, logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	td := harness.ReadTraces(t, fixturePropagated)
-	if err := harness.SendGRPC(ctx, podIP+":4317", td); err != nil {
-		t.Fatalf("OTLP/gRPC on %s:4317: %v", podIP, err)
+	if err := harness.SendGRPC(ctx, at("4317"), td); err != nil {
+		t.Fatalf("OTLP/gRPC on %s: %v", at("4317"), err)
 	}
-	if err := harness.SendHTTP(ctx, "http://"+podIP+":4318", "proto", td); err != nil {
-		t.Fatalf("OTLP/HTTP on %s:4318: %v", podIP, err)
+	if err := harness.SendHTTP(ctx, "http://"+at("4318"), "proto", td); err != nil {
+		t.Fatalf("OTLP/HTTP on %s: %v", at("4318"), err)
 	}
 	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
 }
