@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -33,20 +34,30 @@ import (
 // it must not reach the log or the error, even when it is the bad string.
 const secretValue = "Bearer s3cr3t-\xff-token"
 
+// observedProc starts the processor with the given invalid_utf8, its
+// telemetry and its logs (debug and up) recorded.
+func observedProc(t *testing.T, action InvalidUTF8Action) (processor.Traces, *consumertest.TracesSink, *componenttest.Telemetry, *observer.ObservedLogs) {
+	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
+	core, logs := observer.New(zapcore.DebugLevel)
+	set := metadatatest.NewSettings(tel)
+	set.Logger = zap.New(core)
+	cfg := createDefaultConfig().(*Config)
+	cfg.InvalidUTF8 = action
+	sink := new(consumertest.TracesSink)
+	p := newProc(t, set, cfg, sink)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
+	return p, sink, tel, logs
+}
+
 // With the default invalid_utf8: reject, one bad string refuses the whole
 // request with a permanent error (InvalidArgument/400 at the receiver) that
 // names the field; nothing goes on, the spans are counted, and the log names
 // the sender but never the value.
 func TestRejectsInvalidUTF8(t *testing.T) {
-	tel := componenttest.NewTelemetry()
-	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
-	core, logs := observer.New(zapcore.InfoLevel)
-	set := metadatatest.NewSettings(tel)
-	set.Logger = zap.New(core)
-	sink := new(consumertest.TracesSink)
-	p := newProc(t, set, createDefaultConfig().(*Config), sink)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
+	p, sink, tel, logs := observedProc(t, InvalidUTF8Reject)
 
 	td := readInput(t, "10-bookinfo-canonical-name-only-istio125.json")
 	spans := td.SpanCount()
@@ -77,8 +88,9 @@ func TestRejectsInvalidUTF8(t *testing.T) {
 	_, err = tel.GetMetric("otelcol_processor_istio_span_spans_renamed")
 	assert.Error(t, err, "a refused batch is not processed")
 
-	require.Equal(t, 1, logs.Len())
-	entry := logs.All()[0]
+	refusals := logs.FilterMessage("Refused spans with a string that is not valid UTF-8").All()
+	require.Len(t, refusals, 1, "one line per refused request")
+	entry := refusals[0]
 	assert.Equal(t, zapcore.WarnLevel, entry.Level)
 	fields := entry.ContextMap()
 	assert.Equal(t, "10.1.2.3:41234", fields["client"])
@@ -175,17 +187,7 @@ func TestRejectionMessageIsValidUTF8(t *testing.T) {
 // invalid_utf8: replace passes every span on, with each invalid byte run
 // replaced by U+FFFD, processes the batch as usual and counts the strings.
 func TestReplaceInvalidUTF8(t *testing.T) {
-	tel := componenttest.NewTelemetry()
-	t.Cleanup(func() { require.NoError(t, tel.Shutdown(context.Background())) })
-	core, logs := observer.New(zapcore.DebugLevel)
-	set := metadatatest.NewSettings(tel)
-	set.Logger = zap.New(core)
-	cfg := createDefaultConfig().(*Config)
-	cfg.InvalidUTF8 = InvalidUTF8Replace
-	sink := new(consumertest.TracesSink)
-	p := newProc(t, set, cfg, sink)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
+	p, sink, tel, logs := observedProc(t, InvalidUTF8Replace)
 
 	td := readInput(t, "10-bookinfo-canonical-name-only-istio125.json")
 	s := td.ResourceSpans().At(1).ScopeSpans().At(0).Spans().At(0)
@@ -209,6 +211,7 @@ func TestReplaceInvalidUTF8(t *testing.T) {
 	}}, metricdatatest.IgnoreTimestamp())
 	_, err := tel.GetMetric("otelcol_processor_istio_span_spans_rejected")
 	assert.Error(t, err, "nothing refused")
-	require.Equal(t, 1, logs.FilterMessage("Replaced invalid UTF-8 in span strings").Len())
-	assert.Equal(t, zapcore.DebugLevel, logs.All()[0].Level)
+	repairs := logs.FilterMessage("Replaced invalid UTF-8 in span strings").All()
+	require.Len(t, repairs, 1)
+	assert.Equal(t, zapcore.DebugLevel, repairs[0].Level)
 }

@@ -1,8 +1,6 @@
 package utf8check
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -12,18 +10,11 @@ import (
 // Istio input mode, gateways, app SDK spans), all valid: the cost every
 // batch pays.
 func BenchmarkTraces(b *testing.B) {
-	paths, err := filepath.Glob(filepath.Join("..", "..", "testdata", "input", "*.json"))
-	if err != nil || len(paths) == 0 {
-		b.Fatalf("no fixtures: %v", err)
-	}
+	fixtures := fixtureBytes(b)
 	td := ptrace.NewTraces()
 	for range 10 {
-		for _, p := range paths {
-			raw, err := os.ReadFile(p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			in, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(raw)
+		for _, raw := range fixtures {
+			in, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(raw)
 			if err != nil {
 				b.Fatal(err)
 			}
