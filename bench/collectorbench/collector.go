@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/otelcol-istio/otelcol-istio/e2e/harness"
 )
 
 // Pipeline says which processors the collector under test runs.
@@ -99,7 +99,7 @@ type Collector struct {
 	GRPC, HTTP string
 	health     string
 	cmd        *exec.Cmd
-	logs       *lockedBuffer
+	logs       *harness.SyncBuffer
 	done       chan struct{}
 	err        error
 }
@@ -125,7 +125,7 @@ type CollectorOptions struct {
 func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
 	ports := make([]string, 3)
 	for i := range ports {
-		addr, err := freeAddr()
+		addr, err := harness.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +148,7 @@ func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
 	if o.CPUs != "" {
 		args = append([]string{"taskset", "-c", o.CPUs}, args...)
 	}
-	c := &Collector{Pipeline: p, GRPC: ports[1], HTTP: ports[2], health: ports[0], logs: &lockedBuffer{}, done: make(chan struct{})}
+	c := &Collector{Pipeline: p, GRPC: ports[1], HTTP: ports[2], health: ports[0], logs: &harness.SyncBuffer{Limit: 1 << 20}, done: make(chan struct{})}
 	c.cmd = exec.Command(args[0], args[1:]...)
 	c.cmd.Env = os.Environ()
 	if o.GOMAXPROCS > 0 {
@@ -243,48 +243,3 @@ func (c *Collector) status(key string) (int64, error) {
 
 // pid is the collector's own pid: taskset execs it, so it is the child's.
 func (c *Collector) pid() int { return c.cmd.Process.Pid }
-
-var (
-	handedMu sync.Mutex
-	handed   = map[string]bool{}
-)
-
-// freeAddr returns a loopback address that was free a moment ago and that
-// this process has not handed out before (the sinks listen on :0 too).
-func freeAddr() (string, error) {
-	handedMu.Lock()
-	defer handedMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !handed[addr] {
-			handed[addr] = true
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free port")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<20 { // keep the start; a flood of warnings is not useful
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

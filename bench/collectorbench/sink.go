@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 	_ "google.golang.org/grpc/encoding/gzip" // the collector's otlp_grpc exporter compresses with gzip by default
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/otelcol-istio/otelcol-istio/e2e/harness"
 )
 
 // Sink is a lean OTLP/gRPC trace backend: it accepts every export and
@@ -27,7 +29,7 @@ type Sink struct {
 
 // StartSink listens on a free loopback port.
 func StartSink() (*Sink, error) {
-	addr, err := freeAddr()
+	addr, err := harness.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +55,7 @@ func StartSink() (*Sink, error) {
 	go func() { _ = s.srv.Serve(l) }()
 
 	// OTLP/HTTP too, only to measure the HTTP replayer's ceiling.
-	if s.httpAddr, err = freeAddr(); err != nil {
+	if s.httpAddr, err = harness.FreeAddr(); err != nil {
 		return nil, err
 	}
 	hl, err := net.Listen("tcp", s.httpAddr)

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -255,22 +256,32 @@ var (
 // never pick the same port before either binds it.
 func FreePort(t testing.TB) string {
 	t.Helper()
+	addr, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// FreeAddr is FreePort as 127.0.0.1:port, with an error instead of a
+// failed test, for programs (the benchmark) that start collectors too.
+func FreeAddr() (string, error) {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return "", err
 		}
-		_, port, _ := net.SplitHostPort(l.Addr().String())
+		addr := l.Addr().String()
 		l.Close()
-		if !portsHanded[port] {
-			portsHanded[port] = true
-			return port
+		if !portsHanded[addr] {
+			portsHanded[addr] = true
+			return addr, nil
 		}
 	}
-	t.Fatal("no free port found")
-	return ""
+	return "", errors.New("no free port found")
 }
 
 func mergeEnv(extra map[string]string) []string {
@@ -282,8 +293,12 @@ func mergeEnv(extra map[string]string) []string {
 }
 
 // SyncBuffer collects a process's output: a bytes.Buffer safe for its two
-// output streams and a test polling it at once.
+// output streams and a test polling it at once. With Limit > 0 it keeps
+// only the first Limit bytes (a long benchmark's flood of warnings is not
+// useful, and would hold memory).
 type SyncBuffer struct {
+	Limit int
+
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
@@ -291,6 +306,9 @@ type SyncBuffer struct {
 func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.Limit > 0 && s.buf.Len() >= s.Limit {
+		return len(p), nil
+	}
 	return s.buf.Write(p)
 }
 
