@@ -3,10 +3,10 @@ package backendauthextension // import "github.com/otelcol-istio/otelcol-istio/e
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"go.opentelemetry.io/collector/config/configopaque"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Config says how the collector authenticates to the tracing backend. The
@@ -61,24 +61,15 @@ func (cfg *Config) Validate() error {
 		// A header value cannot hold a line break; say so without the value.
 		errs = append(errs, errors.New("token (OTLP_BACKEND_TOKEN) contains a line break"))
 	}
-	if cfg.Header != "" && !validHeaderName(cfg.Header) {
+	// RFC 9110 token characters only, which also keeps gRPC metadata keys
+	// valid once lower-cased.
+	if cfg.Header != "" && !httpguts.ValidHeaderFieldName(cfg.Header) {
 		errs = append(errs, fmt.Errorf("header %q (OTLP_BACKEND_AUTH_HEADER) is not a valid HTTP header name", cfg.Header))
 	}
 	if strings.ContainsAny(cfg.Scheme, " \t\r\n") {
 		errs = append(errs, fmt.Errorf("scheme %q (OTLP_BACKEND_AUTH_SCHEME) must be one word, such as Bearer, or empty", cfg.Scheme))
 	}
 	return errors.Join(errs...)
-}
-
-// validHeaderName accepts RFC 9110 token characters only, which also keeps
-// gRPC metadata keys valid once lower-cased.
-func validHeaderName(name string) bool {
-	for _, r := range name {
-		if r > 0x7e || r <= ' ' || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, r) {
-			return false
-		}
-	}
-	return http.CanonicalHeaderKey(name) != ""
 }
 
 // header is the header name to send the token in.

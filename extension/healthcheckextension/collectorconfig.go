@@ -3,7 +3,9 @@ package healthcheckextension // import "github.com/otelcol-istio/otelcol-istio/e
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -29,13 +31,7 @@ type collectorView struct {
 }
 
 func (v collectorView) receiversOf(exporter string) []string {
-	if v.receivers == nil {
-		return nil
-	}
-	if r, ok := v.receivers[exporter]; ok {
-		return r
-	}
-	return nil
+	return v.receivers[exporter] // nil for a nil map or an unknown exporter
 }
 
 func parseCollectorConfig(conf *confmap.Conf) collectorView {
@@ -142,12 +138,7 @@ func tracesTopology(service map[string]any, connectors any) ([]string, map[strin
 		sort.Strings(recv)
 		result[exp] = recv
 	}
-	ids := make([]string, 0, len(exporters))
-	for id := range exporters {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids, result
+	return slices.Sorted(maps.Keys(exporters)), result
 }
 
 func isTraces(pipelineID string) bool {

@@ -3,6 +3,7 @@ package healthcheckextension // import "github.com/otelcol-istio/otelcol-istio/e
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -160,15 +161,8 @@ func validPath(p string) bool {
 // loopbackHostPort accepts only loopback listeners: the logs listener receives
 // the collector's own logs and must not be reachable from the pod network.
 func loopbackHostPort(hp string) bool {
-	host, port, ok := strings.Cut(hp, ":")
-	if strings.HasPrefix(hp, "[") {
-		i := strings.Index(hp, "]:")
-		if i < 0 {
-			return false
-		}
-		host, port, ok = hp[1:i], hp[i+2:], true
-	}
-	if !ok || port == "" {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil || port == "" {
 		return false
 	}
 	switch host {

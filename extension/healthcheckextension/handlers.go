@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,15 +95,15 @@ func (h *healthCheck) evaluateProbe(sum componentsSummary) probeResult {
 	if rc := h.cfg.Readiness; rc.OnDeliveryFailure {
 		view := h.scraper.collectorView()
 		health := h.tracker.Evaluate(rc.Window, view.exporters, view.receiversOf)
-		for _, id := range sortedKeys(health) {
+		for _, id := range slices.Sorted(maps.Keys(health)) {
 			eh := health[id]
-			if !eh.Delivering {
+			switch exporterProblem(eh, rc.QueueFill) {
+			case probeNotDelivering:
 				return probeResult{code: http.StatusServiceUnavailable, status: probeNotDelivering,
 					reason: fmt.Sprintf("exporter %s delivered no spans in %s while spans arrived", id, rc.Window)}
-			}
-			if fill := eh.QueueFill(); fill > rc.QueueFill {
+			case probeQueueFull:
 				return probeResult{code: http.StatusServiceUnavailable, status: probeQueueFull,
-					reason: fmt.Sprintf("exporter %s queue is %.0f%% full (readiness.queue_fill %.0f%%)", id, fill*100, rc.QueueFill*100)}
+					reason: fmt.Sprintf("exporter %s queue is %.0f%% full (readiness.queue_fill %.0f%%)", id, eh.QueueFill()*100, rc.QueueFill*100)}
 			}
 		}
 	}
@@ -164,13 +165,31 @@ type deliveryJSON struct {
 	ErrorLog bool   `json:"error_log"`
 }
 
-func (h *healthCheck) exporters() map[string]exporterJSON {
+// exporterProblem is why an exporter keeps the collector from being ready
+// (probe) or healthy (/status): probeNotDelivering, probeQueueFull, or "".
+func exporterProblem(eh delivery.Health, maxFill float64) string {
+	switch {
+	case !eh.Delivering:
+		return probeNotDelivering
+	case eh.QueueFill() > maxFill:
+		return probeQueueFull
+	}
+	return ""
+}
+
+// exporters is the "exporters" object of /status, and whether any of them
+// has a problem (exporterProblem, with readiness.queue_fill).
+func (h *healthCheck) exporters() (map[string]exporterJSON, bool) {
 	window := h.cfg.Delivery.Window
 	view := h.scraper.collectorView()
 	health := h.tracker.Evaluate(window, view.exporters, view.receiversOf)
 	out := make(map[string]exporterJSON, len(health))
+	problems := false
 	now := h.clock()
 	for id, eh := range health {
+		if exporterProblem(eh, h.cfg.Readiness.QueueFill) != "" {
+			problems = true
+		}
 		ej := exporterJSON{
 			Delivering:    eh.Delivering,
 			Sent:          count(eh.Sent),
@@ -190,7 +209,7 @@ func (h *healthCheck) exporters() map[string]exporterJSON {
 		}
 		out[id] = ej
 	}
-	return out
+	return out, problems
 }
 
 // lastError picks the best evidence for why exporter id is not delivering:
@@ -204,7 +223,7 @@ func (h *healthCheck) lastError(id string, eh delivery.Health, notBefore time.Ti
 	}
 	if len(eh.FailedByType) > 0 {
 		var best string
-		for _, typ := range sortedKeys(eh.FailedByType) {
+		for _, typ := range slices.Sorted(maps.Keys(eh.FailedByType)) {
 			if best == "" || eh.FailedByType[typ] > eh.FailedByType[best] {
 				best = typ
 			}
@@ -221,7 +240,7 @@ func (h *healthCheck) lastError(id string, eh delivery.Health, notBefore time.Ti
 func (h *healthCheck) serveStatus(w http.ResponseWriter, r *http.Request) {
 	comps, sum := h.components.snapshot()
 	probe := h.evaluateProbe(sum)
-	exporters := h.exporters()
+	exporters, exporterProblems := h.exporters()
 
 	overall := overallOK
 	switch {
@@ -229,12 +248,8 @@ func (h *healthCheck) serveStatus(w http.ResponseWriter, r *http.Request) {
 		overall = overallUnavailable
 	case probe.code != http.StatusOK || len(sum.recovering) > 0:
 		overall = overallDegraded
-	default:
-		for _, e := range exporters {
-			if !e.Delivering || (e.QueueCapacity > 0 && float64(e.QueueSize)/float64(e.QueueCapacity) > h.cfg.Readiness.QueueFill) {
-				overall = overallDegraded
-			}
-		}
+	case exporterProblems:
+		overall = overallDegraded
 	}
 
 	// Registered sources first, so the extension's own keys always win.
@@ -275,13 +290,4 @@ func count(v float64) int64 {
 		return 0
 	}
 	return int64(math.Round(v))
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
