@@ -55,10 +55,6 @@ func runtimeObjects(objs []manifest.Object) []runtime.Object {
 	return out
 }
 
-func ofType[T runtime.Object](objs []manifest.Object) []T {
-	return manifest.Of[T](manifest.Set{Objects: objs})
-}
-
 // exampleBackendConfigMap is the ConfigMap users create from
 // examples/backend-configmap.yaml; the workloads take their env from it.
 func exampleBackendConfigMap(t *testing.T) *corev1.ConfigMap {
@@ -67,7 +63,7 @@ func exampleBackendConfigMap(t *testing.T) *corev1.ConfigMap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cms := ofType[*corev1.ConfigMap](objs)
+	cms := manifest.Of[*corev1.ConfigMap](objs)
 	if len(cms) != 1 {
 		t.Fatalf("examples/backend-configmap.yaml: want 1 ConfigMap, got %d", len(cms))
 	}
@@ -90,7 +86,7 @@ func collectorWorkload(t *testing.T, objs []manifest.Object) policy.Workload {
 }
 
 func deployments(objs []manifest.Object) []*appsv1.Deployment {
-	return ofType[*appsv1.Deployment](objs)
+	return manifest.Of[*appsv1.Deployment](objs)
 }
 
 var (

@@ -8,6 +8,7 @@ import (
 
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/istioconfig"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
@@ -117,7 +118,7 @@ func TestHelmValuesMatchIstioOperator(t *testing.T) {
 func TestIstioProvidersMatchTheCollector(t *testing.T) {
 	objs := render(t, "kubernetes/base")
 	backend := exampleBackendConfigMap(t)
-	cms := append(ofType[*corev1.ConfigMap](objs), backend)
+	cms := append(manifest.Of[*corev1.ConfigMap](objs), backend)
 	w := collectorWorkload(t, objs)
 	_, _, cfgText, err := w.CollectorConfig(cms)
 	if err != nil {
@@ -136,7 +137,7 @@ func TestIstioProvidersMatchTheCollector(t *testing.T) {
 		receiverPort[r.Protocol] = r.Port
 	}
 	var svc *corev1.Service
-	for _, s := range ofType[*corev1.Service](objs) {
+	for _, s := range manifest.Of[*corev1.Service](objs) {
 		if s.Name == "otelcol-istio" {
 			svc = s
 		}
@@ -150,7 +151,7 @@ func TestIstioProvidersMatchTheCollector(t *testing.T) {
 	}
 
 	names := map[string]bool{}
-	for transport, portName := range map[string]string{"grpc": "grpc", "http": "http"} {
+	for _, transport := range []string{"grpc", "http"} {
 		io := istioOperator(t, "istiooperator-"+transport+".yaml")
 		providers := istioconfig.OpenTelemetryProviders(io.Mesh)
 		if len(providers) != 1 {
@@ -161,9 +162,9 @@ func TestIstioProvidersMatchTheCollector(t *testing.T) {
 			if p.GetService() != policy.DNSName(svc) {
 				t.Errorf("%s: provider service %q, want the Service's DNS name %q", transport, p.GetService(), policy.DNSName(svc))
 			}
-			if int32(p.GetPort()) != servicePort[portName] || int32(p.GetPort()) != receiverPort[portName] {
+			if int32(p.GetPort()) != servicePort[transport] || int32(p.GetPort()) != receiverPort[transport] {
 				t.Errorf("%s: provider port %d, Service %s port %d, receiver port %d: all three must agree",
-					transport, p.GetPort(), portName, servicePort[portName], receiverPort[portName])
+					transport, p.GetPort(), transport, servicePort[transport], receiverPort[transport])
 			}
 			if transport == "http" && p.GetHttp().GetPath() != "/v1/traces" {
 				t.Errorf("http: provider path %q, want the OTLP/HTTP receiver's /v1/traces", p.GetHttp().GetPath())

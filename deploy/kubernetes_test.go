@@ -16,7 +16,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // notKubernetes are YAML files under deploy/kubernetes that are not
@@ -97,12 +96,12 @@ func TestKustomizationsRender(t *testing.T) {
 					t.Errorf("%s is in namespace %q, want observability", o.Name(), ns)
 				}
 			}
-			for _, ns := range ofType[*corev1.Namespace](objs) {
+			for _, ns := range manifest.Of[*corev1.Namespace](objs) {
 				if ns.Labels["istio-injection"] != "disabled" || ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
 					t.Errorf("Namespace %s: want istio-injection=disabled and the restricted Pod Security Standard enforced, got %v", ns.Name, ns.Labels)
 				}
 			}
-			cms := append(ofType[*corev1.ConfigMap](objs), backend)
+			cms := append(manifest.Of[*corev1.ConfigMap](objs), backend)
 			var findings policy.Findings
 			for _, cm := range cms {
 				findings = append(findings, policy.CheckConfigMap(cm)...)
@@ -135,25 +134,25 @@ func TestKustomizationsRender(t *testing.T) {
 					ports = append(ports, r.Port)
 				}
 				var svcs, pdbs, hpas, nps int
-				for _, svc := range ofType[*corev1.Service](objs) {
-					if selectsPods(svc.Spec.Selector, w) {
+				for _, svc := range manifest.Of[*corev1.Service](objs) {
+					if policy.Selects(svc.Spec.Selector, w) {
 						svcs++
 						findings = append(findings, policy.CheckService(svc, receivers, w)...)
 					}
 				}
-				for _, pdb := range ofType[*policyv1.PodDisruptionBudget](objs) {
+				for _, pdb := range manifest.Of[*policyv1.PodDisruptionBudget](objs) {
 					if pdb.Name == w.Name {
 						pdbs++
 						findings = append(findings, policy.CheckPodDisruptionBudget(pdb, w, 2)...)
 					}
 				}
-				for _, hpa := range ofType[*autoscalingv2.HorizontalPodAutoscaler](objs) {
+				for _, hpa := range manifest.Of[*autoscalingv2.HorizontalPodAutoscaler](objs) {
 					if hpa.Name == w.Name {
 						hpas++
 						findings = append(findings, policy.CheckHorizontalPodAutoscaler(hpa, w)...)
 					}
 				}
-				for _, np := range ofType[*networkingv1.NetworkPolicy](objs) {
+				for _, np := range manifest.Of[*networkingv1.NetworkPolicy](objs) {
 					if np.Name == w.Name {
 						nps++
 						findings = append(findings, policy.CheckNetworkPolicy(np, w, ports, hc.Port)...)
@@ -178,7 +177,7 @@ func TestServiceIsWhatIstioSendsTo(t *testing.T) {
 	for _, dir := range kustomizations {
 		objs := render(t, dir)
 		var found bool
-		for _, svc := range ofType[*corev1.Service](objs) {
+		for _, svc := range manifest.Of[*corev1.Service](objs) {
 			if policy.DNSName(svc) == istioProviderService {
 				found = true
 				if svc.Spec.ClusterIP == corev1.ClusterIPNone {
@@ -196,7 +195,7 @@ func TestServiceIsWhatIstioSendsTo(t *testing.T) {
 // Deployment's pod template, except that the queue is a PersistentVolumeClaim.
 func TestProductionMatchesBase(t *testing.T) {
 	base := deployments(render(t, "kubernetes/base"))[0]
-	sts := ofType[*appsv1.StatefulSet](render(t, "kubernetes/overlays/production"))
+	sts := manifest.Of[*appsv1.StatefulSet](render(t, "kubernetes/overlays/production"))
 	if len(sts) != 1 {
 		t.Fatalf("want one StatefulSet in production, got %d", len(sts))
 	}
@@ -224,10 +223,6 @@ func TestProductionMatchesBase(t *testing.T) {
 	if *sts[0].Spec.Replicas < 3 {
 		t.Errorf("production replicas %d, want at least 3", *sts[0].Spec.Replicas)
 	}
-}
-
-func selectsPods(sel map[string]string, w policy.Workload) bool {
-	return len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(w.Template.Labels))
 }
 
 func namespaceOf(o manifest.Object) string {

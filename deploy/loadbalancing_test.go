@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -19,7 +20,7 @@ var traceRoutingKeys = []string{"traceID", "service", "attributes"}
 // these are the facts the tier depends on.
 func TestLoadbalancingTier(t *testing.T) {
 	objs := render(t, "kubernetes/overlays/loadbalancing")
-	cms := ofType[*corev1.ConfigMap](objs)
+	cms := manifest.Of[*corev1.ConfigMap](objs)
 	var lb *policy.Workload
 	for _, w := range policy.Workloads(runtimeObjects(objs)) {
 		if w.Template.Labels["app.kubernetes.io/component"] == "loadbalancer" {
@@ -38,7 +39,7 @@ func TestLoadbalancingTier(t *testing.T) {
 		t.Fatal(err)
 	}
 	var headless *corev1.Service
-	for _, svc := range ofType[*corev1.Service](objs) {
+	for _, svc := range manifest.Of[*corev1.Service](objs) {
 		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
 			headless = svc
 		}
@@ -47,7 +48,7 @@ func TestLoadbalancingTier(t *testing.T) {
 		t.Fatal("no headless Service for the second tier")
 	}
 	collector := collectorWorkload(t, objs)
-	if !selectsPods(headless.Spec.Selector, collector) {
+	if !policy.Selects(headless.Spec.Selector, collector) {
 		t.Errorf("headless Service %s does not select the otelcol-istio pods", headless.Name)
 	}
 

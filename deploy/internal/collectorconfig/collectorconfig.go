@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,20 +46,6 @@ func Expand(text string, env map[string]string) (expanded string, missing []stri
 	return expanded, missing
 }
 
-// EnvReferences returns the variable names a config refers to.
-func EnvReferences(text string) []string {
-	set := map[string]bool{}
-	for _, m := range envRef.FindAllStringSubmatch(text, -1) {
-		set[m[1]] = true
-	}
-	var out []string
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Config is a parsed collector config.
 type Config struct {
 	Raw map[string]any
@@ -67,18 +54,14 @@ type Config struct {
 // Parse expands env references with env and parses the YAML.
 func Parse(text string, env map[string]string) (*Config, error) {
 	expanded, _ := Expand(text, env)
-	var raw map[string]any
-	// Strict: a duplicate key is an error, as in the collector (yaml.v3).
-	if err := yaml.UnmarshalStrict([]byte(expanded), &raw); err != nil {
-		return nil, fmt.Errorf("collector config: %w", err)
-	}
-	return &Config{Raw: raw}, nil
+	return ParseRaw(expanded)
 }
 
 // ParseRaw parses the YAML without expanding anything, to look at the
 // config as written (for example, whether a header value is a literal).
 func ParseRaw(text string) (*Config, error) {
 	var raw map[string]any
+	// Strict: a duplicate key is an error, as in the collector (yaml.v3).
 	if err := yaml.UnmarshalStrict([]byte(text), &raw); err != nil {
 		return nil, fmt.Errorf("collector config: %w", err)
 	}
@@ -203,7 +186,7 @@ type HealthCheck struct {
 func (c *Config) HealthCheck() (HealthCheck, error) {
 	enabled := c.ServiceList("extensions")
 	for _, e := range c.OfType("extensions", "health_check") {
-		if !contains(enabled, e.ID) {
+		if !slices.Contains(enabled, e.ID) {
 			continue
 		}
 		hc := HealthCheck{Endpoint: "localhost:13133", Port: 13133, Path: "/"}
@@ -317,13 +300,4 @@ func toStrings(v any) []string {
 		}
 	}
 	return out
-}
-
-func contains(l []string, s string) bool {
-	for _, e := range l {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }

@@ -26,11 +26,10 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-// Object is one decoded Kubernetes object and where it came from.
+// Object is one decoded Kubernetes object.
 type Object struct {
-	Source string // file, or kustomization directory, it was read from
-	GVK    schema.GroupVersionKind
-	Obj    runtime.Object
+	GVK schema.GroupVersionKind
+	Obj runtime.Object
 }
 
 // Name returns "Kind/name" for messages.
@@ -114,7 +113,7 @@ func DecodeAll(source string, data []byte) ([]Object, error) {
 			errs = append(errs, fmt.Errorf("%s: document %d: %w", source, i+1, err))
 			continue
 		}
-		objs = append(objs, Object{Source: source, GVK: *gvk, Obj: obj})
+		objs = append(objs, Object{GVK: *gvk, Obj: obj})
 	}
 	return objs, errors.Join(errs...)
 }
@@ -150,15 +149,10 @@ func RenderAndDecode(dir string) ([]Object, error) {
 	return DecodeAll(dir, out)
 }
 
-// Set is the rendered objects of one kustomization, by kind.
-type Set struct {
-	Objects []Object
-}
-
 // Of returns the objects of type T.
-func Of[T runtime.Object](s Set) []T {
+func Of[T runtime.Object](objs []Object) []T {
 	var out []T
-	for _, o := range s.Objects {
+	for _, o := range objs {
 		if t, ok := o.Obj.(T); ok {
 			out = append(out, t)
 		}

@@ -29,7 +29,7 @@ var wantPortNames = map[string]struct{ name, appProtocol string }{
 func CheckService(svc *corev1.Service, receivers []collectorconfig.ReceiverPort, w Workload) Findings {
 	var fs Findings
 	id := "Service/" + svc.Name
-	if !selects(svc.Spec.Selector, w.Template.Labels) {
+	if !Selects(svc.Spec.Selector, w) {
 		fs.add("service.selector", id, "selector %v does not select the pods of %s", svc.Spec.Selector, w.ID())
 	}
 	byPort := map[int32]corev1.ServicePort{}
@@ -156,8 +156,10 @@ func DNSName(svc *corev1.Service) string {
 	return fmt.Sprintf("%s.%s.svc.cluster.local", svc.Name, svc.Namespace)
 }
 
-func selects(sel map[string]string, podLabels map[string]string) bool {
-	return len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(podLabels))
+// Selects reports whether a Service selector (non-empty) matches the
+// workload's pod labels.
+func Selects(sel map[string]string, w Workload) bool {
+	return len(sel) > 0 && labels.SelectorFromSet(sel).Matches(labels.Set(w.Template.Labels))
 }
 
 func selectorSelects(sel *metav1.LabelSelector, podLabels map[string]string) bool {

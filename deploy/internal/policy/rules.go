@@ -280,6 +280,9 @@ func checkImage(id string, c *corev1.Container) Findings {
 	return fs
 }
 
+// authHeader names the headers that carry credentials whatever their value.
+var authHeader = regexp.MustCompile(`(?i)^(authorization|authentication|x-api-key)$`)
+
 // secretName matches names of settings that hold credentials.
 var secretName = regexp.MustCompile(`(?i)(token|password|passwd|secret|api[-_]?key|credential|private[-_]?key)`)
 
@@ -326,7 +329,7 @@ func checkCollectorCredentials(id, key string, cfg *collectorconfig.Config) Find
 			where := fmt.Sprintf("%s: %s::%s", key, section, comp.ID)
 			headers, _ := comp.Settings["headers"].(map[string]any)
 			for h, v := range headers {
-				if literal(v) && (secretName.MatchString(h) || regexp.MustCompile(`(?i)^(authorization|authentication|x-api-key)$`).MatchString(h)) {
+				if literal(v) && (secretName.MatchString(h) || authHeader.MatchString(h)) {
 					fs.add("credential-in-configmap", id, "%s header %s has a literal credential: read it from a Secret", where, h)
 				}
 			}
