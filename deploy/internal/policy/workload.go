@@ -121,7 +121,7 @@ func (w Workload) CollectorConfig(configMaps []*corev1.ConfigMap) (cmName, key, 
 				if cm.Name == v.ConfigMap.Name {
 					data, ok := cm.Data[key]
 					if !ok {
-						return "", "", "", fmt.Errorf("%s: ConfigMap %s has no key %s", w.ID(), cm.Name, file)
+						return "", "", "", fmt.Errorf("%s: ConfigMap %s has no key %s", w.ID(), cm.Name, key)
 					}
 					return cm.Name, key, data, nil
 				}
