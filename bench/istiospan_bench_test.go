@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"testing"
 
-	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -24,15 +23,14 @@ import (
 const batchSpans = 1000
 
 // newProcessor starts istio_span with its default config, overlaid with
-// overrides (a config map as in the collector YAML). ok is false when the
-// build's config has no such keys (a step not merged yet).
-func newProcessor(tb testing.TB, overrides map[string]any) (processor.Traces, component.Config, bool) {
+// overrides (a config map as in the collector YAML).
+func newProcessor(tb testing.TB, overrides map[string]any) (processor.Traces, *istiospanprocessor.Config) {
 	tb.Helper()
 	f := istiospanprocessor.NewFactory()
-	cfg := f.CreateDefaultConfig()
+	cfg := f.CreateDefaultConfig().(*istiospanprocessor.Config)
 	if overrides != nil {
 		if err := confmap.NewFromStringMap(overrides).Unmarshal(cfg); err != nil {
-			return nil, nil, false
+			tb.Fatal(err)
 		}
 	}
 	ctx := context.Background()
@@ -44,7 +42,7 @@ func newProcessor(tb testing.TB, overrides map[string]any) (processor.Traces, co
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = p.Shutdown(ctx) })
-	return p, cfg, true
+	return p, cfg
 }
 
 // measure runs consume on fresh copies of the batches (copying is not
@@ -60,7 +58,7 @@ func measure(b *testing.B, p processor.Traces, src []ptrace.Traces) {
 	var (
 		ms             runtime.MemStats
 		mallocs, bytes uint64
-		pool           [][]ptrace.Traces
+		batches        []ptrace.Traces // this iteration's copies
 		baseM, baseB   uint64
 	)
 	window := func(open bool) {
@@ -75,29 +73,24 @@ func measure(b *testing.B, p processor.Traces, src []ptrace.Traces) {
 	b.ReportAllocs()
 	started := false
 	for b.Loop() {
-		if len(pool) == 0 {
-			b.StopTimer()
-			if started {
-				window(false)
-			}
-			for range 1 { // copied just before use: hot in cache, as fresh from the receiver
-				cp := make([]ptrace.Traces, len(src))
-				for i, td := range src {
-					cp[i] = ptrace.NewTraces()
-					td.CopyTo(cp[i])
-				}
-				pool = append(pool, cp)
-			}
-			window(true)
-			started = true
-			b.StartTimer()
+		b.StopTimer()
+		if started {
+			window(false)
 		}
-		for _, td := range pool[len(pool)-1] {
+		// Copied just before use: hot in cache, as fresh from the receiver.
+		batches = make([]ptrace.Traces, len(src))
+		for i, td := range src {
+			batches[i] = ptrace.NewTraces()
+			td.CopyTo(batches[i])
+		}
+		window(true)
+		started = true
+		b.StartTimer()
+		for _, td := range batches {
 			if err := p.ConsumeTraces(ctx, td); err != nil {
 				b.Fatal(err)
 			}
 		}
-		pool = pool[:len(pool)-1]
 	}
 	b.StopTimer()
 	window(false)
@@ -126,16 +119,13 @@ func BenchmarkIstioSpan(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("mixed", func(b *testing.B) {
-		p, _, _ := newProcessor(b, nil)
+		p, _ := newProcessor(b, nil)
 		measure(b, p, []ptrace.Traces{mixed})
 	})
 	// The same with invalid_utf8: forward: the difference to mixed is what
 	// step 0's UTF-8 check costs.
 	b.Run("mixed_utf8_forward", func(b *testing.B) {
-		p, _, ok := newProcessor(b, map[string]any{"invalid_utf8": "forward"})
-		if !ok {
-			b.Skip("this build has no invalid_utf8 setting")
-		}
+		p, _ := newProcessor(b, map[string]any{"invalid_utf8": "forward"})
 		measure(b, p, []ptrace.Traces{mixed})
 	})
 	var exports []ptrace.Traces
@@ -145,16 +135,13 @@ func BenchmarkIstioSpan(b *testing.B) {
 		exports = append(exports, td)
 	}
 	b.Run("mixed_per_export", func(b *testing.B) {
-		p, _, _ := newProcessor(b, nil)
+		p, _ := newProcessor(b, nil)
 		measure(b, p, exports)
 	})
 	// Per export, each request is small enough to stay in cache between
 	// the check and the other steps: the check's cost as deployed.
 	b.Run("mixed_per_export_utf8_forward", func(b *testing.B) {
-		p, _, ok := newProcessor(b, map[string]any{"invalid_utf8": "forward"})
-		if !ok {
-			b.Skip("this build has no invalid_utf8 setting")
-		}
+		p, _ := newProcessor(b, map[string]any{"invalid_utf8": "forward"})
 		measure(b, p, exports)
 	})
 	for _, m := range workload.Mix {
@@ -163,7 +150,7 @@ func BenchmarkIstioSpan(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p, _, _ := newProcessor(b, nil)
+			p, _ := newProcessor(b, nil)
 			measure(b, p, []ptrace.Traces{td})
 		})
 	}
@@ -177,11 +164,11 @@ func BenchmarkIstioSpan(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p, _, _ := newProcessor(b, nil)
+		p, _ := newProcessor(b, nil)
 		measure(b, p, []ptrace.Traces{td})
 	})
 	b.Run("left_alone", func(b *testing.B) {
-		p, _, _ := newProcessor(b, nil)
+		p, _ := newProcessor(b, nil)
 		td := ptrace.NewTraces()
 		mixed.CopyTo(td)
 		ctx := context.Background()
@@ -208,33 +195,12 @@ func BenchmarkIstioSpan(b *testing.B) {
 // BenchmarkRelinkIndexMemory fills the orphan step's x-request-id index to
 // its default bound (orphans.max_tracked) with orphan traffic, through the
 // processor's public interface, and reports the heap it holds after GC.
-// It skips when the build has no orphan step.
 func BenchmarkRelinkIndexMemory(b *testing.B) {
 	for range b.N {
-		p, cfg, ok := newProcessor(b, map[string]any{"orphans": map[string]any{
+		p, cfg := newProcessor(b, map[string]any{"orphans": map[string]any{
 			"enabled": true, "link_by_request_id": true, "window": "1h",
 		}})
-		if !ok {
-			b.Skip("istio_span has no orphans step in this build")
-		}
-		conf := confmap.New()
-		if err := conf.Marshal(cfg); err != nil {
-			b.Fatal(err)
-		}
-		var maxTracked int
-		switch v := conf.Get("orphans::max_tracked").(type) {
-		case int:
-			maxTracked = v
-		case int64:
-			maxTracked = int(v)
-		case uint64:
-			maxTracked = int(v)
-		case float64:
-			maxTracked = int(v)
-		}
-		if maxTracked <= 0 {
-			b.Fatalf("orphans::max_tracked is %v (%T)", conf.Get("orphans::max_tracked"), conf.Get("orphans::max_tracked"))
-		}
+		maxTracked := cfg.Orphans.MaxTracked
 		base := heapAfterGC()
 		// One x-request-id per page load: fill the index 1.2 times over so it
 		// is at its bound and evicting.

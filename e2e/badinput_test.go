@@ -74,19 +74,13 @@ func withAttrs(name string, attrs map[string]string) ptrace.Traces {
 }
 
 // spanNamed finds the span with that name at the backend.
-func spanNamed(b *harness.Backend, name string) (ptrace.Span, bool) {
-	td := b.Traces()
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		sss := td.ResourceSpans().At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			for k := 0; k < sss.At(j).Spans().Len(); k++ {
-				if s := sss.At(j).Spans().At(k); s.Name() == name {
-					return s, true
-				}
-			}
+func spanNamed(b *harness.Backend, name string) (found ptrace.Span, ok bool) {
+	harness.EachSpan(b.Traces(), func(_ ptrace.ResourceSpans, s ptrace.Span) {
+		if !ok && s.Name() == name {
+			found, ok = s, true
 		}
-	}
-	return ptrace.Span{}, false
+	})
+	return found, ok
 }
 
 func TestBadInputHTTP(t *testing.T) {

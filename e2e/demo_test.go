@@ -40,22 +40,23 @@ func TestDemoBounded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
-	checkDemoOutput(t, string(out), demoFlagsOrphans(t))
+	orphans := demoFlagsOrphans(t)
+	checkDemoOutput(t, string(out), orphans)
 	if !strings.Contains(string(out), "Collector stopped: cleanly") {
-		t.Errorf("the demo did not report a clean collector stop:\n%s", demoTail(out))
+		t.Errorf("the demo did not report a clean collector stop:\n%s", tail(string(out), 3000))
 	}
 	// The demo ends with /status's propagation report naming productpage,
 	// the one workload that drops traceparent but forwards x-request-id.
-	if demoFlagsOrphans(t) {
+	if orphans {
 		for _, want := range []string{`"propagation" report`, `"service": "productpage.default"`,
 			"forwards x-request-id but not traceparent"} {
 			if !strings.Contains(string(out), want) {
-				t.Errorf("the demo's closing report lacks %q:\n%s", want, demoTail(out))
+				t.Errorf("the demo's closing report lacks %q:\n%s", want, tail(string(out), 3000))
 			}
 		}
 	}
 	if strings.Contains(string(out), "\twarn\t") {
-		t.Errorf("the demo printed a warning:\n%s", demoTail(out))
+		t.Errorf("the demo printed a warning:\n%s", tail(string(out), 3000))
 	}
 }
 
@@ -90,14 +91,14 @@ func TestDemoInterrupt(t *testing.T) {
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("demo exited with %v after SIGINT:\n%s", err, demoTail([]byte(out.String())))
+			t.Fatalf("demo exited with %v after SIGINT:\n%s", err, tail(out.String(), 3000))
 		}
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatal("demo still running 30s after SIGINT")
 	}
 	if !strings.Contains(out.String(), "Collector stopped: cleanly") {
-		t.Errorf("no clean collector stop reported:\n%s", demoTail([]byte(out.String())))
+		t.Errorf("no clean collector stop reported:\n%s", tail(out.String(), 3000))
 	}
 }
 
@@ -106,7 +107,7 @@ func checkDemoOutput(t *testing.T, out string, orphans bool) {
 	banner := strings.Index(out, "otelcol-istio demo:")
 	first := strings.Index(out, "\nResourceTraces #") // the banner mentions the word too
 	if banner < 0 || first < 0 || banner > first {
-		t.Fatalf("want the explanation before the first span (banner at %d, first resource at %d):\n%s", banner, first, demoTail([]byte(out)))
+		t.Fatalf("want the explanation before the first span (banner at %d, first resource at %d):\n%s", banner, first, tail(out, 3000))
 	}
 	renamed := map[string]bool{}
 	orphanLines, resources := 0, 0
@@ -172,11 +173,4 @@ func demoFlagsOrphans(t *testing.T) bool {
 	}
 	o := doc.Processors.IstioSpan.Orphans
 	return o != nil && (o.Enabled == nil || *o.Enabled)
-}
-
-func demoTail(b []byte) string {
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
 }

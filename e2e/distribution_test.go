@@ -40,6 +40,22 @@ func startForwarding(t *testing.T, exporter string) (*harness.Backend, *harness.
 	return backend, col
 }
 
+// startIstioSpan starts a backend and a collector running
+// testdata/istio-span.yaml (istio_span with the given service_name.format,
+// forwarding over gRPC).
+func startIstioSpan(t *testing.T, format string) (*harness.Backend, *harness.Collector) {
+	t.Helper()
+	backend := harness.StartBackend(t)
+	col := harness.StartCollector(t, harness.CollectorOptions{
+		Configs: []string{"testdata/istio-span.yaml"},
+		Env: map[string]string{
+			"BACKEND_GRPC_ENDPOINT": backend.GRPCEndpoint(),
+			"ISTIO_SPAN_FORMAT":     format,
+		},
+	})
+	return backend, col
+}
+
 // Istio-shaped spans sent over each OTLP transport and encoding reach the
 // backend exactly as sent, through both exporters.
 func TestFixtureArrivesIntact(t *testing.T) {

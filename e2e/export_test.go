@@ -184,29 +184,12 @@ func TestExportTokenFileRotationKubernetesSecret(t *testing.T) {
 // its output; it fails the test if the collector does not exit by itself.
 func runToExit(t *testing.T, transport string, env map[string]string) string {
 	t.Helper()
-	ports := writeConfig(t, fmt.Sprintf(`
-receivers:
-  otlp:
-    protocols:
-      grpc: {endpoint: "127.0.0.1:%s"}
-      http: {endpoint: "127.0.0.1:%s"}
-extensions:
-  health_check: {endpoint: "127.0.0.1:%s"}
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull: {exporter: {prometheus: {host: 127.0.0.1, port: %s}}}
-`, harness.FreePort(t), harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)))
+	ports, _ := harness.PortsOverride(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, harness.Binary(t), "--config", shippedConfig(transport), "--config", ports)
-	cmd.Env = os.Environ()
-	for _, k := range []string{"OTLP_BACKEND_ENDPOINT", "OTLP_BACKEND_TOKEN", "OTLP_BACKEND_TOKEN_FILE",
-		"OTLP_BACKEND_INSECURE", "OTLP_BACKEND_AUTH_HEADER", "OTLP_BACKEND_AUTH_SCHEME", "MY_POD_IP"} {
-		cmd.Env = append(cmd.Env, k+"=") // start from none set...
-	}
-	cmd.Env = filterEnv(cmd.Env, env) // ...then exactly the test's
+	// No OTLP_BACKEND_* or MY_POD_IP from the outside: exactly the test's.
+	cmd.Env = filterEnv(os.Environ(), env)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		t.Fatalf("collector kept running; want it to refuse to start:\n%s", out)
@@ -320,7 +303,7 @@ func TestExportRejectedCredentials(t *testing.T) {
 				t.Errorf("'backend rejected credentials' logged %d times, want once", n)
 			}
 			// health_check, as shipped, says so on /status too.
-			exporterID := map[string]string{"grpc": "otlp_grpc", "http": "otlp_http"}[tc.transport]
+			exporterID := shippedExporter(tc.transport)
 			waitShippedStatus(t, col, 20*time.Second, func(doc statusDoc) bool {
 				e, ok := doc.Exporters[exporterID]
 				return ok && !e.Delivering && e.LastError == "backend rejected credentials"
@@ -354,14 +337,7 @@ service:
 	col.WaitForLog("backend rejected credentials", 10*time.Second)
 	col.WaitForLog("Span #", 5*time.Second) // the debug exporter did print spans
 	for _, path := range []string{"/", "/status"} {
-		resp, err := http.Get("http://" + col.HealthEndpoint + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := make([]byte, 1<<20)
-		n, _ := resp.Body.Read(body)
-		resp.Body.Close()
-		assertNoToken(t, string(body[:n]), testToken)
+		assertNoToken(t, get(t, "http://"+col.HealthEndpoint+path), testToken)
 	}
 	col.Stop()
 	assertNoToken(t, col.Logs(), testToken)
@@ -417,28 +393,19 @@ service:
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		<-exited
 	})
 	at := func(port string) string { return net.JoinHostPort(podIP, port) }
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// health_check starts before the receivers; 200 means every
-		// component, the receivers included, is up.
-		resp, err := http.Get("http://" + at("13133") + "/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no health_check on %s: %v\n%s", at("13133"), err, logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := harness.PollHealthy(ctx, at("13133"), exited); err != nil {
+		t.Fatalf("no health_check on %s: %v\n%s", at("13133"), err, logs.String())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	td := harness.ReadTraces(t, fixturePropagated)
 	if err := harness.SendGRPC(ctx, at("4317"), td); err != nil {

@@ -213,7 +213,7 @@ func TestExportCustomCAAndMTLS(t *testing.T) {
 			t.Parallel()
 			backend := harness.StartBackend(t)
 			px := startProxyFor(t, p, backend, transport, true)
-			exporter := map[string]string{"grpc": "otlp_grpc", "http": "otlp_http"}[transport]
+			exporter := shippedExporter(transport)
 			tlsKeys := writeConfig(t, fmt.Sprintf(`
 exporters:
   %s:

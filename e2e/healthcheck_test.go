@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -285,7 +286,7 @@ func TestHealthCheckShutdown(t *testing.T) {
 		}
 	}
 	t.Logf("probe answers during shutdown: %q", seen)
-	i503 := indexOf(seen, "503 shutting_down")
+	i503 := slices.Index(seen, "503 shutting_down")
 	if i503 < 0 || seen[len(seen)-1] != "closed" || i503 > len(seen)-2 {
 		t.Fatalf("want 503 shutting_down, then the listener closed; got %q", seen)
 	}
@@ -300,15 +301,6 @@ func TestHealthCheckShutdown(t *testing.T) {
 			t.Error(err)
 		}
 	}
-}
-
-func indexOf(list []string, s string) int {
-	for i, x := range list {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 func tail(s string, n int) string {

@@ -30,14 +30,7 @@ func TestIstioSpanNormalisesNamesEndToEnd(t *testing.T) {
 	for _, format := range []string{"APP_LABEL_AND_NAMESPACE", "CANONICAL_NAME_ONLY", "CANONICAL_NAME_AND_NAMESPACE", "preserve"} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
-			backend := harness.StartBackend(t)
-			col := harness.StartCollector(t, harness.CollectorOptions{
-				Configs: []string{"testdata/istio-span.yaml"},
-				Env: map[string]string{
-					"BACKEND_GRPC_ENDPOINT": backend.GRPCEndpoint(),
-					"ISTIO_SPAN_FORMAT":     format,
-				},
-			})
+			backend, col := startIstioSpan(t, format)
 			for _, fx := range fixtures {
 				in := harness.ReadTraces(t, filepath.Join(processorTestdata, "input", fx+".json"))
 				want, err := golden.ReadTraces(filepath.Join(processorTestdata, "expected", fx, format+".yaml"))
@@ -52,7 +45,7 @@ func TestIstioSpanNormalisesNamesEndToEnd(t *testing.T) {
 					t.Fatalf("%s: send: %v", fx, err)
 				}
 				backend.WaitForSpans(baseSpans+want.SpanCount(), 10*time.Second)
-				got := ptraceFrom(backend.Requests()[before:])
+				got := harness.MergeAccepted(backend.Requests()[before:])
 				if err := ptracetest.CompareTraces(want, got,
 					ptracetest.IgnoreResourceSpansOrder(), ptracetest.IgnoreSpansOrder()); err != nil {
 					t.Errorf("%s with %s: backend output differs from the golden file: %v", fx, format, err)
@@ -65,44 +58,25 @@ func TestIstioSpanNormalisesNamesEndToEnd(t *testing.T) {
 	}
 }
 
-// ptraceFrom merges the accepted payloads of some backend requests.
-func ptraceFrom(reqs []harness.Request) ptrace.Traces {
-	out := ptrace.NewTraces()
-	for _, r := range reqs {
-		if r.Accepted {
-			for i := 0; i < r.Traces.ResourceSpans().Len(); i++ {
-				r.Traces.ResourceSpans().At(i).CopyTo(out.ResourceSpans().AppendEmpty())
-			}
-		}
-	}
-	return out
-}
-
 // assertOneNamePerWorkload checks the point of the processor: every Istio
 // workload (canonical service and namespace) reaches the backend under one
 // service.name, however its proxies were configured.
 func assertOneNamePerWorkload(t *testing.T, td ptrace.Traces) {
 	t.Helper()
 	names := map[string]map[string]bool{}
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		rs := td.ResourceSpans().At(i)
+	harness.EachSpan(td, func(rs ptrace.ResourceSpans, s ptrace.Span) {
 		name, _ := rs.Resource().Attributes().Get("service.name")
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			spans := rs.ScopeSpans().At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				c, okC := spans.At(k).Attributes().Get("istio.canonical_service")
-				n, okN := spans.At(k).Attributes().Get("istio.namespace")
-				if !okC || !okN {
-					continue
-				}
-				w := c.Str() + "/" + n.Str()
-				if names[w] == nil {
-					names[w] = map[string]bool{}
-				}
-				names[w][name.Str()] = true
-			}
+		c, okC := s.Attributes().Get("istio.canonical_service")
+		n, okN := s.Attributes().Get("istio.namespace")
+		if !okC || !okN {
+			return
 		}
-	}
+		w := c.Str() + "/" + n.Str()
+		if names[w] == nil {
+			names[w] = map[string]bool{}
+		}
+		names[w][name.Str()] = true
+	})
 	if len(names) == 0 {
 		t.Fatal("no Istio spans reached the backend")
 	}

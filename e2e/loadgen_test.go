@@ -210,19 +210,12 @@ func (l *loadGen) count(b *harness.Backend) tally {
 		if !r.Accepted {
 			continue
 		}
-		rss := r.Traces.ResourceSpans()
-		for i := 0; i < rss.Len(); i++ {
-			sss := rss.At(i).ScopeSpans()
-			for j := 0; j < sss.Len(); j++ {
-				spans := sss.At(j).Spans()
-				for k := 0; k < spans.Len(); k++ {
-					id := spans.At(k).SpanID()
-					if binary.BigEndian.Uint32(id[0:4]) == l.prefix {
-						seen[binary.BigEndian.Uint32(id[4:8])]++
-					}
-				}
+		harness.EachSpan(r.Traces, func(_ ptrace.ResourceSpans, s ptrace.Span) {
+			id := s.SpanID()
+			if binary.BigEndian.Uint32(id[0:4]) == l.prefix {
+				seen[binary.BigEndian.Uint32(id[4:8])]++
 			}
-		}
+		})
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

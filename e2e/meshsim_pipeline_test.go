@@ -18,14 +18,7 @@ import (
 // broke, and only those whose app forwarded x-request-id are linked to the
 // request they came from.
 func TestMeshsimThroughIstioSpan(t *testing.T) {
-	backend := harness.StartBackend(t)
-	col := harness.StartCollector(t, harness.CollectorOptions{
-		Configs: []string{"testdata/istio-span.yaml"},
-		Env: map[string]string{
-			"BACKEND_GRPC_ENDPOINT": backend.GRPCEndpoint(),
-			"ISTIO_SPAN_FORMAT":     "CANONICAL_NAME_AND_NAMESPACE",
-		},
-	})
+	backend, col := startIstioSpan(t, "CANONICAL_NAME_AND_NAMESPACE")
 	cfg := meshsim.DefaultConfig()
 	cfg.IstioVersion = "1.30"
 	cfg.Modes = map[string]meshsim.Mode{
@@ -56,7 +49,7 @@ func TestMeshsimThroughIstioSpan(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, f := range flushes {
-		eachSimSpan(f.Traces, func(rs ptrace.ResourceSpans, s ptrace.Span) {
+		harness.EachSpan(f.Traces, func(rs ptrace.ResourceSpans, s ptrace.Span) {
 			if s.Kind() == ptrace.SpanKindClient && s.ParentSpanID().IsEmpty() {
 				c, _ := s.Attributes().Get("istio.canonical_service")
 				if c.Str() != "istio-ingressgateway" {
@@ -76,7 +69,7 @@ func TestMeshsimThroughIstioSpan(t *testing.T) {
 	got := backend.Traces()
 
 	byID := map[pcommon.SpanID]ptrace.Span{}
-	eachSimSpan(got, func(rs ptrace.ResourceSpans, s ptrace.Span) {
+	harness.EachSpan(got, func(rs ptrace.ResourceSpans, s ptrace.Span) {
 		byID[s.SpanID()] = s
 		c, _ := s.Attributes().Get("istio.canonical_service")
 		n, _ := s.Attributes().Get("istio.namespace")
@@ -143,16 +136,4 @@ func linkedToServer(orphan ptrace.Span, byID map[pcommon.SpanID]ptrace.Span) boo
 		}
 	}
 	return false
-}
-
-func eachSimSpan(td ptrace.Traces, fn func(ptrace.ResourceSpans, ptrace.Span)) {
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		rs := td.ResourceSpans().At(i)
-		for j := 0; j < rs.ScopeSpans().Len(); j++ {
-			spans := rs.ScopeSpans().At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				fn(rs, spans.At(k))
-			}
-		}
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,14 +35,7 @@ const (
 // links; the collector's metrics count them; the health_check extension's
 // /status shows the report.
 func TestOrphansEndToEnd(t *testing.T) {
-	backend := harness.StartBackend(t)
-	col := harness.StartCollector(t, harness.CollectorOptions{
-		Configs: []string{"testdata/istio-span.yaml"},
-		Env: map[string]string{
-			"BACKEND_GRPC_ENDPOINT": backend.GRPCEndpoint(),
-			"ISTIO_SPAN_FORMAT":     "CANONICAL_NAME_AND_NAMESPACE",
-		},
-	})
+	backend, col := startIstioSpan(t, "CANONICAL_NAME_AND_NAMESPACE")
 
 	in := harness.ReadTraces(t, filepath.Join(orphansTestdata, fixtureRelinks))
 	clients, servers := onlyKind(in, ptrace.SpanKindClient), onlyKind(in, ptrace.SpanKindServer)
@@ -63,7 +57,7 @@ func TestOrphansEndToEnd(t *testing.T) {
 	}
 	var flagged []string
 	links := map[string][]string{}
-	eachSpan(got, func(s ptrace.Span) {
+	harness.EachSpan(got, func(_ ptrace.ResourceSpans, s ptrace.Span) {
 		if v, ok := s.Attributes().Get("istio.orphan"); ok && v.Type() == pcommon.ValueTypeBool && v.Bool() {
 			flagged = append(flagged, s.SpanID().String())
 			if r, _ := s.Attributes().Get("istio.orphan.reason"); r.Str() != "missing_trace_context" {
@@ -143,17 +137,6 @@ func onlyKind(td ptrace.Traces, kind ptrace.SpanKind) ptrace.Traces {
 	return out
 }
 
-func eachSpan(td ptrace.Traces, fn func(ptrace.Span)) {
-	for i := 0; i < td.ResourceSpans().Len(); i++ {
-		sss := td.ResourceSpans().At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			for k := 0; k < sss.At(j).Spans().Len(); k++ {
-				fn(sss.At(j).Spans().At(k))
-			}
-		}
-	}
-}
-
 func sameSet(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
@@ -186,11 +169,11 @@ func get(t *testing.T, url string) string {
 }
 
 func grepLines(s, substr string) string {
-	out := ""
-	for _, l := range regexp.MustCompile(`\n`).Split(s, -1) {
-		if regexp.MustCompile(regexp.QuoteMeta(substr)).MatchString(l) {
-			out += l + "\n"
+	var out strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out.WriteString(l + "\n")
 		}
 	}
-	return out
+	return out.String()
 }

@@ -55,6 +55,14 @@ func shippedConfig(transport string) string {
 	return filepath.Join(harness.RepoRoot(), "distribution", name)
 }
 
+// shippedExporter is the exporter id in the shipped config for transport.
+func shippedExporter(transport string) string {
+	if transport == "http" {
+		return "otlp_http"
+	}
+	return "otlp_grpc"
+}
+
 // shippedEnv points a shipped config at the harness backend, in plaintext
 // (the harness backend has no TLS; the TLS tests put a TLS proxy in front).
 func shippedEnv(backend *harness.Backend, transport, queueDir string) map[string]string {
@@ -247,7 +255,7 @@ exporters:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			backend := harness.StartBackend(t)
-			exporter := map[string]string{"grpc": "otlp_grpc", "http": "otlp_http"}[tc.transport]
+			exporter := shippedExporter(tc.transport)
 			col := startShipped(t, tc.transport, shippedEnv(backend, tc.transport, t.TempDir()),
 				writeConfig(t, fmt.Sprintf(override, exporter)))
 			backend.SetFailure(tc.failure)
@@ -364,7 +372,7 @@ processors:
     spike_limit_mib: 24
 `, limitMiB))
 	col := startShipped(t, "grpc", env, override)
-	pid := collectorPID(t, override)
+	pid := col.PID()
 
 	// 3.5 MiB requests (1 000 spans of 3.5 KiB), from 8 senders at once.
 	big := oneSpan("pressure")
@@ -427,25 +435,6 @@ processors:
 	if col.Exited() {
 		t.Fatal("collector died under memory pressure")
 	}
-}
-
-// collectorPID finds the collector process started with a config at path
-// (each test's override file has a unique temporary path).
-func collectorPID(t testing.TB, path string) int {
-	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), path) {
-			return pid
-		}
-	}
-	t.Fatalf("no process runs with %s", path)
-	return 0
 }
 
 // procRSS is the process's anonymous and file-backed resident memory, in

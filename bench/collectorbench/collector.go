@@ -2,9 +2,9 @@ package collectorbench
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,7 +95,6 @@ service:
 
 // Collector is a collector process under test.
 type Collector struct {
-	Pipeline   Pipeline
 	GRPC, HTTP string
 	health     string
 	cmd        *exec.Cmd
@@ -148,7 +147,7 @@ func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
 	if o.CPUs != "" {
 		args = append([]string{"taskset", "-c", o.CPUs}, args...)
 	}
-	c := &Collector{Pipeline: p, GRPC: ports[1], HTTP: ports[2], health: ports[0], logs: &harness.SyncBuffer{Limit: 1 << 20}, done: make(chan struct{})}
+	c := &Collector{GRPC: ports[1], HTTP: ports[2], health: ports[0], logs: &harness.SyncBuffer{Limit: 1 << 20}, done: make(chan struct{})}
 	c.cmd = exec.Command(args[0], args[1:]...)
 	c.cmd.Env = os.Environ()
 	if o.GOMAXPROCS > 0 {
@@ -160,22 +159,16 @@ func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
 		return nil, err
 	}
 	go func() { c.err = c.cmd.Wait(); close(c.done) }()
-	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		select {
-		case <-c.done:
-			return nil, fmt.Errorf("%s collector exited: %v\n%s", p, c.err, c.logs.String())
-		default:
-		}
-		if resp, err := client.Get("http://" + c.health + "/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c, nil
-			}
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch err := harness.PollHealthy(ctx, c.health, c.done); {
+	case errors.Is(err, harness.ErrExited):
+		return nil, fmt.Errorf("%s collector exited: %v\n%s", p, c.err, c.logs.String())
+	case err != nil:
+		c.Stop()
+		return nil, fmt.Errorf("%s collector not healthy after 30s\n%s", p, c.logs.String())
 	}
-	c.Stop()
-	return nil, fmt.Errorf("%s collector not healthy after 30s\n%s", p, c.logs.String())
+	return c, nil
 }
 
 // Endpoint is the receiver's host:port for a protocol.

@@ -153,11 +153,7 @@ func Mixed(spans int, seed uint64) (ptrace.Traces, error) {
 		if err != nil {
 			return ptrace.Traces{}, err
 		}
-		td := ptrace.NewTraces()
-		for _, f := range fs {
-			f.Traces.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
-		}
-		trim(td, want)
+		td := merge(fs, want)
 		total += td.SpanCount()
 		for j := 0; j < td.ResourceSpans().Len(); j++ {
 			one := ptrace.NewTraces()

@@ -33,7 +33,6 @@ type Request struct {
 	// Accepted says whether the backend answered with success. Rejected
 	// requests are recorded too, so tests can see what was attempted.
 	Accepted bool
-	Received time.Time
 }
 
 // Failure makes the backend answer exports with an error instead of success.
@@ -140,9 +139,13 @@ func (b *Backend) Requests() []Request {
 
 // Traces returns every accepted span, merged into one ptrace.Traces in
 // arrival order.
-func (b *Backend) Traces() ptrace.Traces {
+func (b *Backend) Traces() ptrace.Traces { return MergeAccepted(b.Requests()) }
+
+// MergeAccepted merges the payloads of the accepted requests among reqs
+// into one ptrace.Traces, in order.
+func MergeAccepted(reqs []Request) ptrace.Traces {
 	out := ptrace.NewTraces()
-	for _, r := range b.Requests() {
+	for _, r := range reqs {
 		if !r.Accepted {
 			continue
 		}
@@ -151,6 +154,19 @@ func (b *Backend) Traces() ptrace.Traces {
 		}
 	}
 	return out
+}
+
+// EachSpan calls fn for every span of td, with its resource.
+func EachSpan(td ptrace.Traces, fn func(ptrace.ResourceSpans, ptrace.Span)) {
+	for i := 0; i < td.ResourceSpans().Len(); i++ {
+		rs := td.ResourceSpans().At(i)
+		for j := 0; j < rs.ScopeSpans().Len(); j++ {
+			spans := rs.ScopeSpans().At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				fn(rs, spans.At(k))
+			}
+		}
+	}
 }
 
 // SpanCount is the number of spans in accepted requests.
@@ -197,7 +213,7 @@ func (b *Backend) record(transport string, headers map[string][]string, td ptrac
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.requests = append(b.requests, Request{
-		Transport: transport, Headers: headers, Traces: td, Accepted: accepted, Received: time.Now(),
+		Transport: transport, Headers: headers, Traces: td, Accepted: accepted,
 	})
 	close(b.changed)
 	b.changed = make(chan struct{})

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -74,9 +75,6 @@ type CollectorOptions struct {
 	Configs []string
 	// Env adds or overrides environment variables.
 	Env map[string]string
-	// KeepPorts skips the harness's port override, for tests of a config's
-	// own endpoints.
-	KeepPorts bool
 }
 
 // Collector is a running otelcol-istio process.
@@ -105,28 +103,12 @@ func StartCollector(t testing.TB, opts CollectorOptions) *Collector {
 	for _, cfg := range opts.Configs {
 		args = append(args, "--config", cfg)
 	}
-	if !opts.KeepPorts {
-		c.GRPCEndpoint = "127.0.0.1:" + FreePort(t)
-		c.HTTPEndpoint = "127.0.0.1:" + FreePort(t)
-		c.HealthEndpoint = "127.0.0.1:" + FreePort(t)
-		metricsPort := FreePort(t)
-		c.MetricsEndpoint = "127.0.0.1:" + metricsPort
-		override := filepath.Join(t.TempDir(), "ports.yaml")
-		if err := os.WriteFile(override, []byte(fmt.Sprintf(portsOverride,
-			c.GRPCEndpoint, c.HTTPEndpoint, c.HealthEndpoint, metricsPort)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, "--config", override)
-	} else {
-		c.GRPCEndpoint, c.HTTPEndpoint = "localhost:4317", "localhost:4318"
-		c.HealthEndpoint, c.MetricsEndpoint = "localhost:13133", "localhost:8888"
-	}
-	env := map[string]string{}
-	if !opts.KeepPorts {
-		// The shipped configs send the collector's own logs to health_check
-		// on this loopback port; give each collector its own.
-		env["HEALTH_CHECK_LOGS_PORT"] = FreePort(t)
-	}
+	override, ep := PortsOverride(t)
+	c.GRPCEndpoint, c.HTTPEndpoint, c.HealthEndpoint, c.MetricsEndpoint = ep.GRPC, ep.HTTP, ep.Health, ep.Metrics
+	args = append(args, "--config", override)
+	// The shipped configs send the collector's own logs to health_check
+	// on this loopback port; give each collector its own.
+	env := map[string]string{"HEALTH_CHECK_LOGS_PORT": FreePort(t)}
 	for k, v := range opts.Env {
 		env[k] = v
 	}
@@ -151,8 +133,32 @@ func StartCollector(t testing.TB, opts CollectorOptions) *Collector {
 	return c
 }
 
-// portsOverride is merged over the test's configs so that parallel tests and
-// a developer's own collector never collide on ports.
+// Endpoints are where PortsOverride moves a collector's listeners, each
+// host:port.
+type Endpoints struct {
+	GRPC, HTTP, Health, Metrics string
+}
+
+// PortsOverride writes a config to merge over a test's configs: the otlp
+// receiver, health_check and the internal metrics reader move to free
+// 127.0.0.1 ports, so parallel tests and a developer's own collector never
+// collide. It returns the file and the endpoints.
+func PortsOverride(t testing.TB) (string, Endpoints) {
+	t.Helper()
+	ep := Endpoints{
+		GRPC:    "127.0.0.1:" + FreePort(t),
+		HTTP:    "127.0.0.1:" + FreePort(t),
+		Health:  "127.0.0.1:" + FreePort(t),
+		Metrics: "127.0.0.1:" + FreePort(t),
+	}
+	_, metricsPort, _ := net.SplitHostPort(ep.Metrics)
+	path := filepath.Join(t.TempDir(), "ports.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(portsOverride, ep.GRPC, ep.HTTP, ep.Health, metricsPort)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, ep
+}
+
 const portsOverride = `
 receivers:
   otlp:
@@ -178,28 +184,54 @@ service:
 // WaitHealthy waits until GET / on the health endpoint answers 200.
 func (c *Collector) WaitHealthy(timeout time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	switch err := PollHealthy(ctx, c.HealthEndpoint, c.done); {
+	case errors.Is(err, ErrExited):
+		c.t.Fatalf("collector exited before becoming healthy: %v\n%s", c.err, c.Logs())
+	case err != nil:
+		c.t.Fatalf("collector not healthy after %s\n%s", timeout, c.Logs())
+	}
+}
+
+// ErrExited is PollHealthy's error when the process ended first.
+var ErrExited = errors.New("process exited before it was healthy")
+
+// PollHealthy polls GET / on the health_check endpoint addr every 100 ms
+// until it answers 200 (nil), the process ends (exited is closed:
+// ErrExited), or ctx ends (its error). health_check answers 200 only once
+// every component, the receivers included, has started.
+func PollHealthy(ctx context.Context, addr string, exited <-chan struct{}) error {
 	client := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
 		select {
-		case <-c.done:
-			c.t.Fatalf("collector exited before becoming healthy: %v\n%s", c.err, c.Logs())
+		case <-exited:
+			return ErrExited
 		default:
 		}
-		resp, err := client.Get("http://" + c.HealthEndpoint + "/")
-		if err == nil {
+		if resp, err := client.Get("http://" + addr + "/"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-exited:
+			return ErrExited
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
-	c.t.Fatalf("collector not healthy after %s\n%s", timeout, c.Logs())
 }
 
 // Logs returns everything the collector wrote to stdout and stderr so far.
 func (c *Collector) Logs() string { return c.logs.String() }
+
+// PID is the collector's process id (the harness runs the binary itself).
+func (c *Collector) PID() int { return c.cmd.Process.Pid }
 
 // Signal sends sig to the collector process.
 func (c *Collector) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }

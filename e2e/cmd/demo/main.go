@@ -22,6 +22,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/otelcol-istio/otelcol-istio/e2e/harness"
 	"github.com/otelcol-istio/otelcol-istio/e2e/meshsim"
 )
 
@@ -174,8 +175,10 @@ type collector struct {
 	// health is the health_check endpoint, host:port.
 	health string
 	cmd    *exec.Cmd
-	done   chan error
-	err    error
+	// exited is closed when the process has ended; waitErr is set before.
+	exited  chan struct{}
+	waitErr error
+	err     error
 }
 
 // startCollector runs the binary on free ports in its own process group, so
@@ -184,11 +187,11 @@ type collector struct {
 func startCollector(ctx context.Context, binary, config string) (*collector, string, error) {
 	ports := make([]string, 4)
 	for i := range ports {
-		p, err := freePort()
+		addr, err := harness.FreeAddr()
 		if err != nil {
 			return nil, "", err
 		}
-		ports[i] = p
+		_, ports[i], _ = net.SplitHostPort(addr)
 	}
 	cmd := exec.Command(binary, "--config", config)
 	cmd.Env = append(os.Environ(), "DEMO_OTLP_GRPC_ENDPOINT=127.0.0.1:"+ports[0], "DEMO_OTLP_HTTP_ENDPOINT=127.0.0.1:"+ports[1],
@@ -198,30 +201,21 @@ func startCollector(ctx context.Context, binary, config string) (*collector, str
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start %s: %w", binary, err)
 	}
-	c := &collector{health: "127.0.0.1:" + ports[2], cmd: cmd, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait() }()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-c.done:
-			c.done <- err
-			return nil, "", fmt.Errorf("collector exited before it was ready: %v", err)
-		case <-ctx.Done():
-			_ = c.stop()
-			return nil, "", ctx.Err()
-		default:
-		}
-		if resp, err := client.Get("http://127.0.0.1:" + ports[2] + "/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c, "127.0.0.1:" + ports[0], nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	c := &collector{health: "127.0.0.1:" + ports[2], cmd: cmd, exited: make(chan struct{})}
+	go func() { c.waitErr = cmd.Wait(); close(c.exited) }()
+	ready, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	switch err := harness.PollHealthy(ready, c.health, c.exited); {
+	case errors.Is(err, harness.ErrExited):
+		return nil, "", fmt.Errorf("collector exited before it was ready: %v", c.waitErr)
+	case ctx.Err() != nil:
+		_ = c.stop()
+		return nil, "", ctx.Err()
+	case err != nil:
+		_ = c.stop()
+		return nil, "", errors.New("collector not ready after 30s")
 	}
-	_ = c.stop()
-	return nil, "", errors.New("collector not ready after 30s")
+	return c, "127.0.0.1:" + ports[0], nil
 }
 
 // propagationReport fetches /status and returns its "propagation" entry,
@@ -255,10 +249,11 @@ func (c *collector) stop() error {
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case c.err = <-c.done:
+	case <-c.exited:
+		c.err = c.waitErr
 	case <-time.After(15 * time.Second):
 		_ = c.cmd.Process.Kill()
-		<-c.done
+		<-c.exited
 		c.err = errors.New("collector did not stop within 15s; killed")
 	}
 	c.cmd = nil
@@ -270,14 +265,4 @@ func errOrOK(err error) string {
 		return err.Error()
 	}
 	return "cleanly"
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
 }
