@@ -327,7 +327,7 @@ func (n *nameNormalizer) nameIsRight(name string, id istio.Identity, ownName boo
 		if isQualified(name, id.CanonicalService, id.Namespace) {
 			return true
 		}
-		return ownName && len(name) > len(id.Namespace)+1 && hasDotSuffix(name, id.Namespace)
+		return ownName && hasDotSuffix(name, id.Namespace)
 	default: // FormatPreserve
 		return true
 	}
@@ -349,10 +349,10 @@ func isQualified(name, c, ns string) bool {
 	return len(name) == len(c)+1+len(ns) && name[:len(c)] == c && hasDotSuffix(name, ns)
 }
 
-// hasDotSuffix reports whether name ends in "." + ns.
+// hasDotSuffix reports whether name is "<x>." + ns with a non-empty x.
 func hasDotSuffix(name, ns string) bool {
 	i := len(name) - len(ns) - 1
-	return i >= 0 && name[i] == '.' && name[i+1:] == ns
+	return i > 0 && name[i] == '.' && name[i+1:] == ns
 }
 
 // count returns how many of bs are true.

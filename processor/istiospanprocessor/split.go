@@ -21,33 +21,31 @@ type workloadKey struct{ c, n string }
 func (n *nameNormalizer) split(rss ptrace.ResourceSpansSlice, rs ptrace.ResourceSpans, c *nameCounts) {
 	c.split++
 
-	groups := map[workloadKey]*group{}
+	// A workload's group, and the resource its spans end up on.
+	type dest struct {
+		group
+		rs ptrace.ResourceSpans
+	}
+	groups := map[workloadKey]*dest{}
 	var order []workloadKey // first-seen order, for deterministic output
 	hasOthers := false
-	keyOf := func(s ptrace.Span) workloadKey {
-		id, status := istio.IdentityOf(s.Attributes())
-		if status != istio.Proxy {
-			return workloadKey{}
-		}
-		return workloadKey{id.CanonicalService, id.Namespace}
-	}
 	sss := rs.ScopeSpans()
 	for i := 0; i < sss.Len(); i++ {
 		spans := sss.At(i).Spans()
 		for j := 0; j < spans.Len(); j++ {
 			id, status := istio.IdentityOf(spans.At(j).Attributes())
-			if status != istio.Proxy {
+			k := keyOf(id, status)
+			if k == (workloadKey{}) {
 				hasOthers = true
 				continue
 			}
-			k := workloadKey{id.CanonicalService, id.Namespace}
-			g, ok := groups[k]
+			d, ok := groups[k]
 			if !ok {
-				g = &group{}
-				groups[k] = g
+				d = &dest{}
+				groups[k] = d
 				order = append(order, k)
 			}
-			g.add(id)
+			d.add(id)
 		}
 	}
 
@@ -57,35 +55,34 @@ func (n *nameNormalizer) split(rss ptrace.ResourceSpansSlice, rs ptrace.Resource
 	}
 
 	// Copy the resource before anything renames it.
-	dests := map[workloadKey]ptrace.ResourceSpans{}
 	for _, k := range order {
 		if k == keep {
+			groups[k].rs = rs
 			continue
 		}
 		d := rss.AppendEmpty()
 		rs.Resource().CopyTo(d.Resource())
 		d.SetSchemaUrl(rs.SchemaUrl())
-		dests[k] = d
+		groups[k].rs = d
 	}
 
 	// Move spans scope by scope. A scope left empty by the move is removed
 	// from the original (its spans now live under the same scope elsewhere);
-	// a scope that arrived empty is kept as it was.
-	emptied := map[int]bool{}
-	for i := 0; i < sss.Len(); i++ {
-		src := sss.At(i)
+	// a scope that arrived empty is kept as it was. (RemoveIf calls f on a
+	// scope before it moves or deletes anything.)
+	sss.RemoveIf(func(src ptrace.ScopeSpans) bool {
 		if src.Spans().Len() == 0 {
-			continue
+			return false
 		}
 		scopes := map[workloadKey]ptrace.ScopeSpans{}
 		src.Spans().RemoveIf(func(s ptrace.Span) bool {
-			k := keyOf(s)
+			k := keyOf(istio.IdentityOf(s.Attributes()))
 			if k == keep {
 				return false
 			}
 			dst, ok := scopes[k]
 			if !ok {
-				dst = dests[k].ScopeSpans().AppendEmpty()
+				dst = groups[k].rs.ScopeSpans().AppendEmpty()
 				src.Scope().CopyTo(dst.Scope())
 				dst.SetSchemaUrl(src.SchemaUrl())
 				scopes[k] = dst
@@ -93,25 +90,23 @@ func (n *nameNormalizer) split(rss ptrace.ResourceSpansSlice, rs ptrace.Resource
 			s.MoveTo(dst.Spans().AppendEmpty())
 			return true
 		})
-		if src.Spans().Len() == 0 {
-			emptied[i] = true
-		}
-	}
-	idx := 0
-	sss.RemoveIf(func(ptrace.ScopeSpans) bool {
-		drop := emptied[idx]
-		idx++
-		return drop
+		return src.Spans().Len() == 0
 	})
 
 	owner := nameOwner(rs, order)
 	for _, k := range order {
-		res := rs.Resource()
-		if k != keep {
-			res = dests[k].Resource()
-		}
-		n.apply(res, groups[k], k == owner, c)
+		d := groups[k]
+		n.apply(d.rs.Resource(), &d.group, k == owner, c)
 	}
+}
+
+// keyOf is a span's split group: its workload, or the zero key when it is
+// not a well-formed Istio proxy span.
+func keyOf(id istio.Identity, status istio.TagStatus) workloadKey {
+	if status != istio.Proxy {
+		return workloadKey{}
+	}
+	return workloadKey{id.CanonicalService, id.Namespace}
 }
 
 // nameOwner guesses which workload the merged resource's service.name was
@@ -126,7 +121,7 @@ func nameOwner(rs ptrace.ResourceSpans, order []workloadKey) workloadKey {
 	name := v.Str()
 	owner, found := workloadKey{}, 0
 	for _, k := range order {
-		if len(name) > len(k.n)+1 && hasDotSuffix(name, k.n) {
+		if hasDotSuffix(name, k.n) {
 			owner = k
 			found++
 		}
