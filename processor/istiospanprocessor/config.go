@@ -3,6 +3,7 @@ package istiospanprocessor // import "github.com/otelcol-istio/otelcol-istio/pro
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/collector/component"
@@ -97,10 +98,8 @@ var errInvalidFormat = errors.New("invalid service_name.format")
 
 // Validate checks the service_name block.
 func (cfg *ServiceNameConfig) Validate() error {
-	for _, f := range formats {
-		if cfg.Format == f {
-			return nil
-		}
+	if slices.Contains(formats, cfg.Format) {
+		return nil
 	}
 	allowed := make([]string, len(formats))
 	for i, f := range formats {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -97,18 +96,7 @@ func processAll(t *testing.T, td ptrace.Traces, format Format) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.ServiceName.Format = format
 	sink := new(consumertest.TracesSink)
-	p, err := NewFactory().CreateTraces(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := p.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	p := startedProc(t, processortest.NewNopSettings(metadata.Type), cfg, sink)
 	if err := p.ConsumeTraces(context.Background(), td); err != nil {
 		var bad *utf8check.Error
 		if !errors.As(err, &bad) || !consumererror.IsPermanent(err) {
@@ -139,15 +127,6 @@ func processAll(t *testing.T, td ptrace.Traces, format Format) {
 
 func spanIDCounts(td ptrace.Traces) map[[8]byte]int {
 	m := map[[8]byte]int{}
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				m[spans.At(k).SpanID()]++
-			}
-		}
-	}
+	forEachSpanIn(td, func(s ptrace.Span) { m[s.SpanID()]++ })
 	return m
 }

@@ -46,10 +46,7 @@ func observedProc(t *testing.T, action InvalidUTF8Action) (processor.Traces, *co
 	cfg := createDefaultConfig().(*Config)
 	cfg.InvalidUTF8 = action
 	sink := new(consumertest.TracesSink)
-	p := newProc(t, set, cfg, sink)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
-	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
-	return p, sink, tel, logs
+	return startedProc(t, set, cfg, sink), sink, tel, logs
 }
 
 // With the default invalid_utf8: reject, one bad string refuses the whole

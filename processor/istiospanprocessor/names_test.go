@@ -23,6 +23,14 @@ func newTestNormalizer(t testing.TB, format Format, semconv bool) *nameNormalize
 	return newNameNormalizer(ServiceNameConfig{Format: format, SemconvAttributes: semconv}, tb)
 }
 
+// normalizeOne normalises td's first resource and returns the counts.
+func normalizeOne(t testing.TB, td ptrace.Traces, format Format, semconv bool) nameCounts {
+	t.Helper()
+	var c nameCounts
+	newTestNormalizer(t, format, semconv).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+	return c
+}
+
 // proxySpanAttrs is the Envoy tag set of a sidecar span, trimmed to the tags
 // the processor reads plus a few it must leave alone.
 func proxySpanAttrs(c, ns, rev string) map[string]any {
@@ -187,8 +195,7 @@ func TestMissingServiceName(t *testing.T) {
 	for _, format := range allFormats {
 		t.Run(string(format), func(t *testing.T) {
 			td := oneResource(t, map[string]any{"telemetry.sdk.name": "envoy"}, proxySpanAttrs("reviews", "default", "v2"))
-			var c nameCounts
-			newTestNormalizer(t, format, false).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+			c := normalizeOne(t, td, format, false)
 			got, ok := resourceAttr(td, 0, "service.name")
 			_, hasOrig := resourceAttr(td, 0, "istio.original_service_name")
 			assert.False(t, hasOrig, "there was no name to keep")
@@ -209,8 +216,7 @@ func TestOriginalNameIsNeverOverwritten(t *testing.T) {
 	// A first collector ran with CANONICAL_NAME_ONLY; this one wants C.N.
 	td := oneResource(t, map[string]any{"service.name": "reviews", "istio.original_service_name": "reviews-v2"},
 		proxySpanAttrs("reviews", "default", "v2"))
-	var c nameCounts
-	newTestNormalizer(t, FormatCanonicalNameAndNamespace, false).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+	normalizeOne(t, td, FormatCanonicalNameAndNamespace, false)
 	got, _ := resourceAttr(td, 0, "service.name")
 	orig, _ := resourceAttr(td, 0, "istio.original_service_name")
 	assert.Equal(t, "reviews.default", got)
@@ -276,8 +282,7 @@ func TestSemconvAttributes(t *testing.T) {
 				spans = append(spans, proxySpanAttrs("reviews", "default", r))
 			}
 			td := oneResource(t, tt.res, spans...)
-			var c nameCounts
-			newTestNormalizer(t, tt.format, tt.semconv).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+			normalizeOne(t, td, tt.format, tt.semconv)
 			assert.Equal(t, tt.want, td.ResourceSpans().At(0).Resource().Attributes().AsRaw())
 		})
 	}
@@ -292,15 +297,13 @@ func TestHugeValuesAreLeftAlone(t *testing.T) {
 		td := oneResource(t, map[string]any{"service.name": "reviews-v2"}, attrs)
 		before := ptrace.NewTraces()
 		td.CopyTo(before)
-		var c nameCounts
-		newTestNormalizer(t, FormatCanonicalNameAndNamespace, true).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+		c := normalizeOne(t, td, FormatCanonicalNameAndNamespace, true)
 		assert.Equal(t, before, td)
 		assert.Equal(t, int64(1), c.untouched[reasonMalformedTags])
 	}
 	// A huge incoming name is just a name: renamed, and kept as the original.
 	td := oneResource(t, map[string]any{"service.name": huge}, proxySpanAttrs("reviews", "default", "v1"))
-	var c nameCounts
-	newTestNormalizer(t, FormatCanonicalNameAndNamespace, false).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+	normalizeOne(t, td, FormatCanonicalNameAndNamespace, false)
 	got, _ := resourceAttr(td, 0, "service.name")
 	orig, _ := resourceAttr(td, 0, "istio.original_service_name")
 	assert.Equal(t, "reviews.default", got)
@@ -364,8 +367,7 @@ func TestNonStringServiceNameIsNotSplit(t *testing.T) {
 		map[string]any{"http.request.method": "GET"})
 	before := ptrace.NewTraces()
 	td.CopyTo(before)
-	var c nameCounts
-	newTestNormalizer(t, FormatCanonicalNameAndNamespace, true).normalizeResource(td.ResourceSpans(), td.ResourceSpans().At(0), &c)
+	c := normalizeOne(t, td, FormatCanonicalNameAndNamespace, true)
 	assert.Equal(t, before, td)
 	assert.Equal(t, int64(2), c.untouched[reasonInvalidServiceName])
 	assert.Equal(t, int64(1), c.untouched[reasonNotIstio])

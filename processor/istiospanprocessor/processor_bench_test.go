@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
@@ -55,10 +54,7 @@ func BenchmarkProcess(b *testing.B) {
 func benchmarkProcess(b *testing.B, cfg *Config) {
 	ctx := context.Background()
 	newProc := func(b *testing.B) func(ptrace.Traces) {
-		p, err := NewFactory().CreateTraces(ctx, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
-		require.NoError(b, err)
-		require.NoError(b, p.Start(ctx, componenttest.NewNopHost()))
-		b.Cleanup(func() { require.NoError(b, p.Shutdown(ctx)) })
+		p := startedProc(b, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
 		return func(td ptrace.Traces) { require.NoError(b, p.ConsumeTraces(ctx, td)) }
 	}
 	const copies = 10

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
@@ -28,10 +27,7 @@ func BenchmarkOrphansStep(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			cfg := createDefaultConfig().(*Config)
 			cfg.Orphans.Enabled = on
-			p, err := NewFactory().CreateTraces(ctx, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
-			require.NoError(b, err)
-			require.NoError(b, p.Start(ctx, componenttest.NewNopHost()))
-			b.Cleanup(func() { require.NoError(b, p.Shutdown(ctx)) })
+			p := startedProc(b, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
 			td := ptrace.NewTraces()
 			src.CopyTo(td)
 			require.NoError(b, p.ConsumeTraces(ctx, td))

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -100,10 +101,20 @@ func propagation(t *testing.T, hc *fakeHealthCheck) []reportLine {
 	return lines
 }
 
-func newProc(t *testing.T, set processor.Settings, cfg *Config, sink *consumertest.TracesSink) processor.Traces {
+func newProc(t testing.TB, set processor.Settings, cfg *Config, next consumer.Traces) processor.Traces {
 	t.Helper()
-	p, err := NewFactory().CreateTraces(context.Background(), set, cfg, sink)
+	p, err := NewFactory().CreateTraces(context.Background(), set, cfg, next)
 	require.NoError(t, err)
+	return p
+}
+
+// startedProc is newProc started on a host without extensions, shut down
+// (and checked) when the test ends.
+func startedProc(t testing.TB, set processor.Settings, cfg *Config, next consumer.Traces) processor.Traces {
+	t.Helper()
+	p := newProc(t, set, cfg, next)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
 	return p
 }
 

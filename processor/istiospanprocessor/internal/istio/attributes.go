@@ -15,12 +15,9 @@ const (
 	AttrCanonicalService  = "istio.canonical_service"
 	AttrCanonicalRevision = "istio.canonical_revision"
 	AttrNamespace         = "istio.namespace"
-	AttrMeshID            = "istio.mesh_id"
-	AttrClusterID         = "istio.cluster_id"
 	AttrNodeID            = "node_id"
 	AttrRequestID         = "guid:x-request-id"
 	AttrUpstreamCluster   = "upstream_cluster"
-	AttrComponent         = "component"
 )
 
 // DefaultCanonicalRevision is what Istio reports when a pod has no version

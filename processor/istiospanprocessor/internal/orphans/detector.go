@@ -82,20 +82,6 @@ func (d *Detector) Report() []ServiceReport {
 	return d.services.snapshot(d.index != nil)
 }
 
-// Process runs the rules on td in place. It runs after name normalisation,
-// so the resource service.name it reads is the normalised name.
-func (d *Detector) Process(td ptrace.Traces) {
-	b := d.Begin()
-	if b == nil {
-		return
-	}
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		b.Resource(rss.At(i))
-	}
-	b.End()
-}
-
 // Begin starts a batch: call Resource on each of its resources, in order,
 // once that resource is normalised, then End. Going resource by resource
 // lets the processor run both steps on a resource while its spans are

@@ -2,12 +2,12 @@ package orphans
 
 import (
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -26,9 +26,7 @@ const (
 
 func readTraces(t testing.TB, path string) ptrace.Traces {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", path))
-	require.NoError(t, err)
-	td, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(b)
+	td, err := golden.ReadTraces(filepath.Join("testdata", path))
 	require.NoError(t, err)
 	return td
 }
@@ -260,4 +258,19 @@ func productpageRoot(p proxy, tr, span, rid string, start int64) ptrace.Span {
 		name: "details.default.svc.cluster.local:9080/*", nodeID: nodeProductpage,
 		upstreamCluster: "outbound|9080||details.default.svc.cluster.local", requestID: rid,
 		canonical: "productpage", ns: "default", start: start})
+}
+
+// Process runs the rules on td in place, as the processor does resource by
+// resource after name normalisation (so the resource service.name it reads
+// is the normalised name).
+func (d *Detector) Process(td ptrace.Traces) {
+	b := d.Begin()
+	if b == nil {
+		return
+	}
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		b.Resource(rss.At(i))
+	}
+	b.End()
 }
