@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +21,25 @@ import (
 // The export contract of distribution/config.yaml and config-http.yaml:
 // the OTLP_BACKEND_* variables, the token header, TLS, token rotation,
 // refusing to start without what it needs, and rejected credentials.
+
+// waitForToken sends the fixture every 200 ms (n counts the spans sent)
+// until the backend's last request carries want as its authentication
+// header; after 15 s it fails, naming what was awaited.
+func waitForToken(t *testing.T, col *harness.Collector, backend *harness.Backend, n *int, want, what string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		*n += sendFixture(t, col).SpanCount()
+		backend.WaitForSpans(*n, 15*time.Second)
+		if got := lastHeader(backend, "authentication"); len(got) == 1 && got[0] == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not used after 15 s; last header %q", what, lastHeader(backend, "authentication"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
 
 // sendFixture sends the propagated bookinfo fixture to the collector.
 func sendFixture(t *testing.T, col *harness.Collector) ptrace.Traces {
@@ -111,18 +128,7 @@ func TestExportTokenFileRotation(t *testing.T) {
 	if err := os.Rename(tmp, tokenFile); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n += sendFixture(t, col).SpanCount()
-		backend.WaitForSpans(n, 15*time.Second)
-		if got := lastHeader(backend, "authentication"); len(got) == 1 && got[0] == "second-token-bbbb" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rotated token not used after 15 s; last header %q", lastHeader(backend, "authentication"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitForToken(t, col, backend, &n, "second-token-bbbb", "rotated token")
 	assertNoToken(t, col.Logs(), "first-token-aaaa")
 	assertNoToken(t, col.Logs(), "second-token-bbbb")
 }
@@ -165,18 +171,7 @@ func TestExportTokenFileRotationKubernetesSecret(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(vol, "..2026_11_22_01")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		n += sendFixture(t, col).SpanCount()
-		backend.WaitForSpans(n, 15*time.Second)
-		if got := lastHeader(backend, "authentication"); len(got) == 1 && got[0] == "secret-gen-two" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rotated Secret not used after 15 s; last header %q", lastHeader(backend, "authentication"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitForToken(t, col, backend, &n, "secret-gen-two", "rotated Secret")
 	assertNoToken(t, col.Logs(), "secret-gen-")
 }
 
@@ -304,7 +299,7 @@ func TestExportRejectedCredentials(t *testing.T) {
 			}
 			// health_check, as shipped, says so on /status too.
 			exporterID := shippedExporter(tc.transport)
-			waitShippedStatus(t, col, 20*time.Second, func(doc statusDoc) bool {
+			waitStatus(t, col, "rejected credentials", 20*time.Second, func(doc statusDoc) bool {
 				e, ok := doc.Exporters[exporterID]
 				return ok && !e.Delivering && e.LastError == "backend rejected credentials"
 			})
@@ -415,32 +410,4 @@ service:
 		t.Fatalf("OTLP/HTTP on %s: %v", at("4318"), err)
 	}
 	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
-}
-
-// waitShippedStatus polls /status of a collector running a shipped config
-// until cond holds.
-func waitShippedStatus(t *testing.T, col *harness.Collector, timeout time.Duration, cond func(statusDoc) bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + col.HealthEndpoint + "/status")
-		if err == nil {
-			raw, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			last = string(raw)
-			var doc statusDoc
-			if json.Unmarshal(raw, &doc) == nil && cond(doc) {
-				return
-			}
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	metrics := ""
-	if resp, err := http.Get("http://" + col.MetricsEndpoint + "/metrics"); err == nil {
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		metrics = string(raw)
-	}
-	t.Fatalf("/status never reached the expected state in %s; last:\n%s\nmetrics:\n%s", timeout, last, metrics)
 }

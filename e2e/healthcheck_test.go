@@ -91,33 +91,43 @@ type statusDoc struct {
 	raw       string
 }
 
-func (h *healthCheck) status(t *testing.T) statusDoc {
-	t.Helper()
-	_, body, err := h.get("/status")
-	if err != nil {
-		t.Fatalf("GET /status: %v", err)
-	}
-	var doc statusDoc
-	if err := json.Unmarshal([]byte(body), &doc); err != nil {
-		t.Fatalf("/status is not JSON: %v\n%s", err, body)
-	}
-	doc.raw = body
-	return doc
-}
-
 // waitStatus polls /status until cond holds, and fails after timeout with
 // the last document.
 func (h *healthCheck) waitStatus(t *testing.T, what string, timeout time.Duration, cond func(statusDoc) bool) statusDoc {
 	t.Helper()
-	var last statusDoc
+	return waitStatus(t, h.col, what, timeout, cond)
+}
+
+// waitStatus polls /status of col every 250 ms until cond holds and returns
+// that document. After timeout it fails, naming what it waited for, with the
+// last answer and the collector's own metrics (what /status is built from).
+func waitStatus(t *testing.T, col *harness.Collector, what string, timeout time.Duration, cond func(statusDoc) bool) statusDoc {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	last := ""
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
-		last = h.status(t)
-		if cond(last) {
-			return last
+		resp, err := client.Get("http://" + col.HealthEndpoint + "/status")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = string(raw)
+		var doc statusDoc
+		if json.Unmarshal(raw, &doc) == nil && cond(doc) {
+			doc.raw = last
+			return doc
 		}
 	}
-	t.Fatalf("/status: no %s after %s; last:\n%s", what, timeout, last.raw)
-	return last
+	metrics := ""
+	if resp, err := http.Get("http://" + col.MetricsEndpoint + "/metrics"); err == nil {
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(raw)
+	}
+	t.Fatalf("/status: no %s after %s; last:\n%s\nmetrics:\n%s", what, timeout, last, metrics)
+	return statusDoc{}
 }
 
 // sendSpans sends a small trace every 100ms until the test ends or stop is
