@@ -101,30 +101,10 @@ func TestKustomizationsRender(t *testing.T) {
 					t.Errorf("Namespace %s: want istio-injection=disabled and the restricted Pod Security Standard enforced, got %v", ns.Name, ns.Labels)
 				}
 			}
-			cms := append(manifest.Of[*corev1.ConfigMap](objs), backend)
-			var findings policy.Findings
-			for _, cm := range cms {
-				findings = append(findings, policy.CheckConfigMap(cm)...)
-			}
-			workloads := policy.Workloads(runtimeObjects(objs))
-			if len(workloads) == 0 {
+			if len(policy.Workloads(runtimeObjects(objs))) == 0 {
 				t.Fatal("no workloads")
 			}
-			for _, w := range workloads {
-				_, _, cfgText, err := w.CollectorConfig(cms)
-				if err != nil {
-					t.Fatal(err)
-				}
-				env := w.Env(cms)
-				findings = append(findings, policy.CheckWorkload(w, cfgText, env)...)
-				cfg, err := collectorconfig.Parse(cfgText, env)
-				if err != nil {
-					t.Fatal(err)
-				}
-				receivers, err := cfg.OTLPReceiverPorts()
-				if err != nil {
-					t.Fatal(err)
-				}
+			findings := checkObjects(t, objs, []*corev1.ConfigMap{backend}, func(w policy.Workload, cfg *collectorconfig.Config, receivers []collectorconfig.ReceiverPort) policy.Findings {
 				hc, err := cfg.HealthCheck()
 				if err != nil {
 					t.Fatal(err)
@@ -133,36 +113,37 @@ func TestKustomizationsRender(t *testing.T) {
 				for _, r := range receivers {
 					ports = append(ports, r.Port)
 				}
+				var fs policy.Findings
 				var svcs, pdbs, hpas, nps int
 				for _, svc := range manifest.Of[*corev1.Service](objs) {
 					if policy.Selects(svc.Spec.Selector, w) {
 						svcs++
-						findings = append(findings, policy.CheckService(svc, receivers, w)...)
 					}
 				}
 				for _, pdb := range manifest.Of[*policyv1.PodDisruptionBudget](objs) {
 					if pdb.Name == w.Name {
 						pdbs++
-						findings = append(findings, policy.CheckPodDisruptionBudget(pdb, w, 2)...)
+						fs = append(fs, policy.CheckPodDisruptionBudget(pdb, w, 2)...)
 					}
 				}
 				for _, hpa := range manifest.Of[*autoscalingv2.HorizontalPodAutoscaler](objs) {
 					if hpa.Name == w.Name {
 						hpas++
-						findings = append(findings, policy.CheckHorizontalPodAutoscaler(hpa, w)...)
+						fs = append(fs, policy.CheckHorizontalPodAutoscaler(hpa, w)...)
 					}
 				}
 				for _, np := range manifest.Of[*networkingv1.NetworkPolicy](objs) {
 					if np.Name == w.Name {
 						nps++
-						findings = append(findings, policy.CheckNetworkPolicy(np, w, ports, hc.Port)...)
+						fs = append(fs, policy.CheckNetworkPolicy(np, w, ports, hc.Port)...)
 					}
 				}
 				if svcs == 0 || pdbs != 1 || hpas != 1 || nps != 1 {
 					t.Errorf("%s: want a Service, one PodDisruptionBudget, HorizontalPodAutoscaler and NetworkPolicy named after it; got %d, %d, %d, %d",
 						w.ID(), svcs, pdbs, hpas, nps)
 				}
-			}
+				return fs
+			})
 			for _, f := range findings {
 				t.Error(f)
 			}

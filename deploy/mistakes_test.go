@@ -16,6 +16,16 @@ import (
 // decoded objects, as TestKustomizationsRender does.
 func checkAll(t *testing.T, objs []manifest.Object, extra ...*corev1.ConfigMap) policy.Findings {
 	t.Helper()
+	return checkObjects(t, objs, extra, nil)
+}
+
+// perWorkload adds checks for one workload, given its parsed collector
+// config and OTLP receivers.
+type perWorkload func(w policy.Workload, cfg *collectorconfig.Config, receivers []collectorconfig.ReceiverPort) policy.Findings
+
+// checkObjects is checkAll with more checks per workload (more may be nil).
+func checkObjects(t *testing.T, objs []manifest.Object, extra []*corev1.ConfigMap, more perWorkload) policy.Findings {
+	t.Helper()
 	cms := append(manifest.Of[*corev1.ConfigMap](objs), extra...)
 	var fs policy.Findings
 	for _, cm := range cms {
@@ -40,6 +50,9 @@ func checkAll(t *testing.T, objs []manifest.Object, extra ...*corev1.ConfigMap) 
 			if policy.Selects(svc.Spec.Selector, w) {
 				fs = append(fs, policy.CheckService(svc, receivers, w)...)
 			}
+		}
+		if more != nil {
+			fs = append(fs, more(w, cfg, receivers)...)
 		}
 	}
 	return fs
