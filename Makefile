@@ -7,18 +7,21 @@ SHELL := /bin/bash
 GO ?= go
 
 # Pinned tool versions. Core, builder and contrib move together (see README).
-OCB_VERSION          := v0.162.0
+OCB_VERSION          := v0.165.0
 # telemetrygen v0.162.0 is not served by the module proxy; v0.161.0 is the
 # newest that is. It only generates load, so it need not match the core.
 TELEMETRYGEN_VERSION := v0.161.0
 
-# mdatagen is pinned in tools/go.mod (v0.158.0, the newest that builds here).
-MDATAGEN_VERSION     := v0.158.0
+# mdatagen and golangci-lint are pinned in tools/go.mod (mdatagen v0.159.0 is
+# the newest the module proxy serves); these names only key the .tools/ paths.
+MDATAGEN_VERSION     := v0.159.0
+GOLANGCI_LINT_VERSION := v2.15.0
 
 TOOLS_DIR    := $(CURDIR)/.tools
 OCB          := $(TOOLS_DIR)/builder-$(OCB_VERSION)
 MDATAGEN     := $(TOOLS_DIR)/mdatagen-$(MDATAGEN_VERSION)
 TELEMETRYGEN := $(TOOLS_DIR)/telemetrygen-$(TELEMETRYGEN_VERSION)
+GOLANGCI_LINT := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 BINARY       := bin/otelcol-istio
 LOCAL_CONFIG := distribution/config.local.yaml
@@ -54,9 +57,9 @@ FUZZ_MINIMIZE   ?= 2s
 .PHONY: all
 all: build
 
-## tools: install ocb, mdatagen and telemetrygen into .tools/
+## tools: install ocb, mdatagen, golangci-lint and telemetrygen into .tools/
 .PHONY: tools
-tools: $(OCB) $(MDATAGEN) $(TELEMETRYGEN)
+tools: $(OCB) $(MDATAGEN) $(GOLANGCI_LINT) $(TELEMETRYGEN)
 
 $(OCB):
 	@mkdir -p $(TOOLS_DIR)
@@ -66,6 +69,10 @@ $(OCB):
 $(MDATAGEN): tools/go.mod tools/go.sum
 	@mkdir -p $(TOOLS_DIR)
 	cd tools && $(GO) build -o $@ go.opentelemetry.io/collector/cmd/mdatagen
+
+$(GOLANGCI_LINT): tools/go.mod tools/go.sum
+	@mkdir -p $(TOOLS_DIR)
+	cd tools && $(GO) build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 $(TELEMETRYGEN):
 	@mkdir -p $(TOOLS_DIR)

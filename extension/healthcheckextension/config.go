@@ -29,7 +29,7 @@ type Config struct {
 	ResponseBody *ResponseBodyConfig `mapstructure:"response_body"`
 
 	// CheckCollectorPipeline is contrib's deprecated pipeline check. It is
-	// parsed without validation and ignored, exactly like contrib v0.162 does;
+	// parsed without validation and ignored, exactly like contrib v0.165 does;
 	// `readiness` is what it was meant to be (see README).
 	CheckCollectorPipeline *CheckCollectorPipelineConfig `mapstructure:"check_collector_pipeline"`
 
