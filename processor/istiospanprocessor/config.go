@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 
@@ -43,7 +44,7 @@ type Config struct {
 	// Orphans controls orphan flagging, re-linking by x-request-id and the
 	// propagation report (step 2). confmap.Validate checks it through its
 	// own Validate, so its errors carry the "orphans." key.
-	Orphans orphans.Config `mapstructure:"orphans"`
+	Orphans OrphansConfig `mapstructure:"orphans"`
 	// InvalidUTF8 is what to do with a batch holding a string that is not
 	// valid UTF-8 (step 0, before anything is changed or remembered).
 	InvalidUTF8 InvalidUTF8Action `mapstructure:"invalid_utf8"`
@@ -114,4 +115,54 @@ func (cfg *ServiceNameConfig) Validate() error {
 	}
 	return fmt.Errorf("%w: service_name.format %q must be one of %s%s",
 		errInvalidFormat, cfg.Format, strings.Join(allowed, ", "), hint)
+}
+
+// OrphansConfig is the `orphans` block (step 2): orphan flagging, re-linking
+// by x-request-id and the propagation report.
+type OrphansConfig struct {
+	// Enabled turns the whole step on or off.
+	Enabled bool `mapstructure:"enabled"`
+	// Origins are workloads that really start requests (cron jobs, load
+	// generators), as "name" or "name.namespace"; their CLIENT roots are
+	// never flagged.
+	Origins []string `mapstructure:"origins"`
+	// LinkByRequestID re-links orphans to their probable parent through
+	// guid:x-request-id.
+	LinkByRequestID bool `mapstructure:"link_by_request_id"`
+	// Window is how long a request id is remembered after it is first seen.
+	Window time.Duration `mapstructure:"window"`
+	// MaxTracked bounds the number of remembered request ids; the oldest is
+	// evicted first.
+	MaxTracked int `mapstructure:"max_tracked"`
+
+	_ struct{}
+}
+
+// Validate checks the orphans block; errors name the keys as written
+// ("orphans.window must be > 0").
+func (cfg *OrphansConfig) Validate() error {
+	return cfg.detectorConfig().Validate()
+}
+
+// detectorConfig is the block as the orphans package takes it.
+func (cfg *OrphansConfig) detectorConfig() orphans.Config {
+	return orphans.Config{
+		Enabled:         cfg.Enabled,
+		Origins:         cfg.Origins,
+		LinkByRequestID: cfg.LinkByRequestID,
+		Window:          cfg.Window,
+		MaxTracked:      cfg.MaxTracked,
+	}
+}
+
+// defaultOrphansConfig is the orphans package's defaults as a config block.
+func defaultOrphansConfig() OrphansConfig {
+	d := orphans.DefaultConfig()
+	return OrphansConfig{
+		Enabled:         d.Enabled,
+		Origins:         d.Origins,
+		LinkByRequestID: d.LinkByRequestID,
+		Window:          d.Window,
+		MaxTracked:      d.MaxTracked,
+	}
 }

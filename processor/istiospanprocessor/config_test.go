@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
-	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/orphans"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -28,19 +27,19 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{
 			id:   component.NewID(metadata.Type),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true}, Orphans: defaultOrphansConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "canonical_name_only"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatCanonicalNameOnly, SemconvAttributes: true}, Orphans: defaultOrphansConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "app_label_no_semconv"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatAppLabelAndNamespace, SemconvAttributes: false}, Orphans: defaultOrphansConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:   component.NewIDWithName(metadata.Type, "preserve"),
-			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}, Orphans: orphans.DefaultConfig(), InvalidUTF8: InvalidUTF8Reject},
+			want: &Config{ServiceName: ServiceNameConfig{Format: FormatPreserve, SemconvAttributes: true}, Orphans: defaultOrphansConfig(), InvalidUTF8: InvalidUTF8Reject},
 		},
 		{
 			id:      component.NewIDWithName(metadata.Type, "unknown_format"),
@@ -62,7 +61,7 @@ func TestLoadConfig(t *testing.T) {
 			id: component.NewIDWithName(metadata.Type, "orphans_custom"),
 			want: &Config{
 				ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true},
-				Orphans: orphans.Config{
+				Orphans: OrphansConfig{
 					Enabled:         true,
 					Origins:         []string{"loadgen", "nightly-report.batch"},
 					LinkByRequestID: false,
@@ -76,8 +75,8 @@ func TestLoadConfig(t *testing.T) {
 			id: component.NewIDWithName(metadata.Type, "orphans_disabled"),
 			want: &Config{
 				ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true},
-				Orphans: func() orphans.Config {
-					c := orphans.DefaultConfig()
+				Orphans: func() OrphansConfig {
+					c := defaultOrphansConfig()
 					c.Enabled = false
 					return c
 				}(),
@@ -108,7 +107,7 @@ func TestLoadConfig(t *testing.T) {
 			id: component.NewIDWithName(metadata.Type, "forward_invalid_utf8"),
 			want: &Config{
 				ServiceName: ServiceNameConfig{Format: FormatCanonicalNameAndNamespace, SemconvAttributes: true},
-				Orphans:     orphans.DefaultConfig(),
+				Orphans:     defaultOrphansConfig(),
 				InvalidUTF8: InvalidUTF8Forward,
 			},
 		},
@@ -152,7 +151,7 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	assert.Equal(t, FormatCanonicalNameAndNamespace, cfg.ServiceName.Format)
 	assert.True(t, cfg.ServiceName.SemconvAttributes)
-	assert.Equal(t, orphans.DefaultConfig(), cfg.Orphans)
+	assert.Equal(t, defaultOrphansConfig(), cfg.Orphans)
 	assert.Equal(t, InvalidUTF8Reject, cfg.InvalidUTF8)
 	require.NoError(t, confmap.Validate(cfg))
 }

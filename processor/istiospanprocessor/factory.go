@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/collector/processor/processorhelper"
 
 	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
-	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/orphans"
 )
 
 const (
@@ -53,7 +52,7 @@ func createDefaultConfig() component.Config {
 			Format:            defaultFormat,
 			SemconvAttributes: defaultSemconvAttributes,
 		},
-		Orphans:     orphans.DefaultConfig(),
+		Orphans:     defaultOrphansConfig(),
 		InvalidUTF8: defaultInvalidUTF8,
 	}
 }

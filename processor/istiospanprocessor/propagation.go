@@ -58,7 +58,7 @@ func (ds *detectors) acquire(set processor.Settings, cfg *Config) (*sharedDetect
 		sd.users++
 		return sd, nil
 	}
-	det, err := orphans.NewDetector(cfg.Orphans, set.TelemetrySettings)
+	det, err := orphans.NewDetector(cfg.Orphans.detectorConfig(), set.TelemetrySettings)
 	if err != nil {
 		return nil, err
 	}

@@ -3,10 +3,12 @@
 package metadata
 
 import (
+	"context"
 	"errors"
 	"sync"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/trace"
 
 	"go.opentelemetry.io/collector/component"
@@ -23,14 +25,19 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                             metric.Meter
-	mu                                sync.Mutex
-	registrations                     []metric.Registration
-	ProcessorIstioSpanResourcesSplit  metric.Int64Counter
-	ProcessorIstioSpanSpansRejected   metric.Int64Counter
-	ProcessorIstioSpanSpansRenamed    metric.Int64Counter
-	ProcessorIstioSpanSpansUntouched  metric.Int64Counter
-	ProcessorIstioSpanStringsRepaired metric.Int64Counter
+	meter                               metric.Meter
+	mu                                  sync.Mutex
+	registrations                       []metric.Registration
+	ProcessorIstioSpanOrphans           metric.Int64Counter
+	ProcessorIstioSpanOutboundCalls     metric.Int64Counter
+	ProcessorIstioSpanRelinkedPairs     metric.Int64Counter
+	ProcessorIstioSpanRequestIdsEvicted metric.Int64Counter
+	ProcessorIstioSpanRequestIdsTracked metric.Int64ObservableGauge
+	ProcessorIstioSpanResourcesSplit    metric.Int64Counter
+	ProcessorIstioSpanSpansRejected     metric.Int64Counter
+	ProcessorIstioSpanSpansRenamed      metric.Int64Counter
+	ProcessorIstioSpanSpansUntouched    metric.Int64Counter
+	ProcessorIstioSpanStringsRepaired   metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -42,6 +49,31 @@ type telemetryBuilderOptionFunc func(mb *TelemetryBuilder)
 
 func (tbof telemetryBuilderOptionFunc) apply(mb *TelemetryBuilder) {
 	tbof(mb)
+}
+
+// RegisterProcessorIstioSpanRequestIdsTrackedCallback sets callback for observable ProcessorIstioSpanRequestIdsTracked metric.
+func (builder *TelemetryBuilder) RegisterProcessorIstioSpanRequestIdsTrackedCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorIstioSpanRequestIdsTracked, obs: o})
+		return nil
+	}, builder.ProcessorIstioSpanRequestIdsTracked)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+type observerInt64 struct {
+	embedded.Int64Observer
+	inst metric.Int64Observable
+	obs  metric.Observer
+}
+
+func (oi *observerInt64) Observe(value int64, opts ...metric.ObserveOption) {
+	oi.obs.ObserveInt64(oi.inst, value, opts...)
 }
 
 // Shutdown unregister all registered callbacks for async instruments.
@@ -62,6 +94,36 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ProcessorIstioSpanOrphans, err = builder.meter.Int64Counter(
+		"otelcol_processor_istio_span_orphans",
+		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest under `_other`). [Development]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorIstioSpanOutboundCalls, err = builder.meter.Int64Counter(
+		"otelcol_processor_istio_span_outbound_calls",
+		metric.WithDescription("CLIENT spans from sidecars (outbound calls), by normalised service name (attribute `istio.service`), the denominator of the orphan ratio. [Development]"),
+		metric.WithUnit("{span}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorIstioSpanRelinkedPairs, err = builder.meter.Int64Counter(
+		"otelcol_processor_istio_span_relinked_pairs",
+		metric.WithDescription("Orphan/SERVER span pairs joined by a span link through guid:x-request-id, by normalised service name (attribute `istio.service`). [Development]"),
+		metric.WithUnit("{pair}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorIstioSpanRequestIdsEvicted, err = builder.meter.Int64Counter(
+		"otelcol_processor_istio_span_request_ids_evicted",
+		metric.WithDescription("Request ids dropped from the re-link index before their window ended, because orphans.max_tracked was reached. [Development]"),
+		metric.WithUnit("{request_id}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ProcessorIstioSpanRequestIdsTracked, err = builder.meter.Int64ObservableGauge(
+		"otelcol_processor_istio_span_request_ids_tracked",
+		metric.WithDescription("Request ids currently remembered by the re-link index. [Development]"),
+		metric.WithUnit("{request_id}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ProcessorIstioSpanResourcesSplit, err = builder.meter.Int64Counter(
 		"otelcol_processor_istio_span_resources_split",
 		metric.WithDescription("Number of incoming resources split because their spans disagreed on istio.canonical_service/istio.namespace (or mixed Istio and non-Istio spans). [Development]"),

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
@@ -19,11 +20,34 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	require.NoError(t, tb.RegisterProcessorIstioSpanRequestIdsTrackedCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
+	tb.ProcessorIstioSpanOrphans.Add(context.Background(), 1)
+	tb.ProcessorIstioSpanOutboundCalls.Add(context.Background(), 1)
+	tb.ProcessorIstioSpanRelinkedPairs.Add(context.Background(), 1)
+	tb.ProcessorIstioSpanRequestIdsEvicted.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanResourcesSplit.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanSpansRejected.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanSpansRenamed.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanSpansUntouched.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanStringsRepaired.Add(context.Background(), 1)
+	AssertEqualProcessorIstioSpanOrphans(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorIstioSpanOutboundCalls(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorIstioSpanRelinkedPairs(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorIstioSpanRequestIdsEvicted(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualProcessorIstioSpanRequestIdsTracked(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualProcessorIstioSpanResourcesSplit(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())

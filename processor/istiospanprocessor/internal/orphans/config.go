@@ -19,22 +19,24 @@ const (
 	DefaultMaxTracked = 100000
 )
 
-// Config is the `orphans` block of the istio_span processor.
+// Config is what the detector takes: the processor's `orphans` block
+// (istiospanprocessor.OrphansConfig, the type users write), validated here so
+// that the rules live beside the code that depends on them.
 type Config struct {
 	// Enabled turns the whole detector on or off.
-	Enabled bool `mapstructure:"enabled"`
+	Enabled bool
 	// Origins are workloads that really start requests (cron jobs, load
 	// generators), as "name" or "name.namespace"; their CLIENT roots are
 	// never flagged.
-	Origins []string `mapstructure:"origins"`
+	Origins []string
 	// LinkByRequestID re-links orphans to their probable parent through
 	// guid:x-request-id.
-	LinkByRequestID bool `mapstructure:"link_by_request_id"`
+	LinkByRequestID bool
 	// Window is how long a request id is remembered after it is first seen.
-	Window time.Duration `mapstructure:"window"`
+	Window time.Duration
 	// MaxTracked bounds the number of remembered request ids; the oldest is
 	// evicted first.
-	MaxTracked int `mapstructure:"max_tracked"`
+	MaxTracked int
 
 	// prevent unkeyed literal initialization
 	_ struct{}

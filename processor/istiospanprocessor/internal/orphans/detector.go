@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
 )
 
 // Detector flags orphaned roots, re-links them by x-request-id and keeps the
@@ -18,7 +20,7 @@ type Detector struct {
 	origins  originSet
 	services *serviceRegistry
 	index    *requestIndex // nil when link_by_request_id is off
-	tel      *telemetry
+	tel      *metadata.TelemetryBuilder
 
 	now   func() time.Time
 	epoch time.Time
@@ -73,7 +75,7 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 // Shutdown unregisters the telemetry callback. Process must not be called
 // after it.
 func (d *Detector) Shutdown() {
-	d.tel.shutdown()
+	d.tel.Shutdown()
 }
 
 // Report returns the propagation report, one line per service that sent
@@ -143,9 +145,11 @@ func (b *Batch) Resource(rs ptrace.ResourceSpans) {
 	s := d.services.get(rv.serviceName())
 	s.outbound.Add(outbound)
 	s.seen(now)
+	ctx := context.Background()
+	d.tel.ProcessorIstioSpanOutboundCalls.Add(ctx, outbound, s.attrs...)
 	if orphans > 0 {
 		s.orphans.Add(orphans)
-		d.tel.orphans.Add(context.Background(), orphans, s.attrs...)
+		d.tel.ProcessorIstioSpanOrphans.Add(ctx, orphans, s.attrs...)
 	}
 }
 
@@ -167,13 +171,13 @@ func (b *Batch) End() {
 	var evicted int64
 	b.pairs, evicted = d.index.link(b.servers, b.orphans, int64(now.Sub(d.epoch)), b.pairs)
 	if evicted > 0 {
-		d.tel.evicted.Add(ctx, evicted)
+		d.tel.ProcessorIstioSpanRequestIdsEvicted.Add(ctx, evicted)
 	}
 	for _, p := range b.pairs {
 		s := d.services.get(p.service)
 		s.relinked.Add(1)
 		s.seen(now)
-		d.tel.relinked.Add(ctx, 1, s.attrs...)
+		d.tel.ProcessorIstioSpanRelinkedPairs.Add(ctx, 1, s.attrs...)
 	}
 }
 

@@ -2,19 +2,19 @@ package orphans
 
 import (
 	"context"
-	"errors"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor/internal/metadata"
 )
 
-// Step 2's own telemetry, registered by hand on the processor's meter with
-// the names and units mdatagen would generate, so that this package stands
-// alone (it is not in the processor's metadata.yaml).
+// Step 2's telemetry: instruments of the processor's metadata.yaml, generated
+// by mdatagen, so the processor has one telemetry regime. The names are
+// repeated here for the tests that read the recorded metrics.
 const (
-	meterScope = "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
-
 	MetricOrphans           = "otelcol_processor_istio_span_orphans"
+	MetricOutboundCalls     = "otelcol_processor_istio_span_outbound_calls"
 	MetricRelinkedPairs     = "otelcol_processor_istio_span_relinked_pairs"
 	MetricRequestIDsEvicted = "otelcol_processor_istio_span_request_ids_evicted"
 	MetricRequestIDsTracked = "otelcol_processor_istio_span_request_ids_tracked"
@@ -25,53 +25,22 @@ const (
 	AttrService = "istio.service"
 )
 
-type telemetry struct {
-	orphans  metric.Int64Counter
-	relinked metric.Int64Counter
-	evicted  metric.Int64Counter
-	tracked  metric.Int64ObservableGauge
-	reg      metric.Registration
-}
-
-// newTelemetry creates the instruments; tracked is polled only when the
-// index exists (re-linking on).
-func newTelemetry(set component.TelemetrySettings, tracked func() int64) (*telemetry, error) {
-	m := set.MeterProvider.Meter(meterScope)
-	var t telemetry
-	var err, errs error
-	t.orphans, err = m.Int64Counter(MetricOrphans,
-		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name; at most MaxServices names, the rest under _other."),
-		metric.WithUnit("{span}"))
-	errs = errors.Join(errs, err)
-	t.relinked, err = m.Int64Counter(MetricRelinkedPairs,
-		metric.WithDescription("Orphan/SERVER span pairs joined by a span link through guid:x-request-id, by normalised service name."),
-		metric.WithUnit("{pair}"))
-	errs = errors.Join(errs, err)
-	t.evicted, err = m.Int64Counter(MetricRequestIDsEvicted,
-		metric.WithDescription("Request ids dropped from the re-link index before their window ended, because orphans.max_tracked was reached."),
-		metric.WithUnit("{request_id}"))
-	errs = errors.Join(errs, err)
-	t.tracked, err = m.Int64ObservableGauge(MetricRequestIDsTracked,
-		metric.WithDescription("Request ids currently remembered by the re-link index."),
-		metric.WithUnit("{request_id}"))
-	errs = errors.Join(errs, err)
-	if errs != nil {
-		return nil, errs
+// newTelemetry creates the instruments; the tracked gauge is observed only
+// when the index exists (re-linking on).
+func newTelemetry(set component.TelemetrySettings, tracked func() int64) (*metadata.TelemetryBuilder, error) {
+	tb, err := metadata.NewTelemetryBuilder(set)
+	if err != nil {
+		return nil, err
 	}
 	if tracked != nil {
-		t.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-			o.ObserveInt64(t.tracked, tracked())
+		err = tb.RegisterProcessorIstioSpanRequestIdsTrackedCallback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(tracked())
 			return nil
-		}, t.tracked)
+		})
 		if err != nil {
+			tb.Shutdown()
 			return nil, err
 		}
 	}
-	return &t, nil
-}
-
-func (t *telemetry) shutdown() {
-	if t.reg != nil {
-		_ = t.reg.Unregister()
-	}
+	return tb, nil
 }

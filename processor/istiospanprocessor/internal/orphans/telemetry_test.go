@@ -48,6 +48,14 @@ func TestTelemetryOrphansAndRelinked(t *testing.T) {
 	d.Process(readTraces(t, fxNoPropagate))
 	assertSum(t, tt, MetricOrphans, "{span}", svcPoint("productpage.default", 4))
 	assertSum(t, tt, MetricRelinkedPairs, "{pair}", svcPoint("productpage.default", 2))
+	// The orphan ratio's denominator: every outbound call, by service, the
+	// same count the propagation report shows.
+	var points []metricdata.DataPoint[int64]
+	for _, line := range d.Report() {
+		points = append(points, svcPoint(line.Service, line.Outbound))
+	}
+	require.NotEmpty(t, points)
+	assertSum(t, tt, MetricOutboundCalls, "{span}", points...)
 }
 
 func TestTelemetryOverflowBucket(t *testing.T) {
