@@ -32,8 +32,8 @@ SHIPPED_CONFIGS := $(sort $(wildcard distribution/config*.yaml))
 MODULES := $(sort $(shell find . -name go.mod -not -path './.tools/*' -not -path './distribution/*' -not -path './tools/*' -printf '%h\n'))
 # Components whose telemetry code mdatagen generates from metadata.yaml.
 METADATA_DIRS := $(sort $(dir $(wildcard processor/*/metadata.yaml extension/*/metadata.yaml)))
-# Sources the binary is built from: rebuild when any of them changes.
-BINARY_SOURCES := builder-config.yaml $(shell find distribution processor extension -name '*.go' -o -name go.mod -o -name go.sum 2>/dev/null)
+# Sources the binary is built from (Go files and embedded assets): rebuild when any of them changes.
+BINARY_SOURCES := builder-config.yaml $(shell find distribution processor extension -name '*.go' -o -name go.mod -o -name go.sum -o -path '*/statuspage/page.*' 2>/dev/null)
 
 # The container image `make image` builds; deploy/kubernetes/base uses this name.
 IMAGE ?= ghcr.io/otelcol-istio/otelcol-istio:0.1.0

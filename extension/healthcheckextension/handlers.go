@@ -13,6 +13,7 @@ import (
 
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/delivery"
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/errclass"
+	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/statuspage"
 )
 
 // Probe statuses, the "status" field of the probe body.
@@ -42,6 +43,9 @@ func (h *healthCheck) router() http.Handler {
 			serve = h.serveProbe
 		case h.cfg.StatusPath:
 			serve = h.serveStatus
+			if statuspage.WantsHTML(r) {
+				serve = statuspage.Serve
+			}
 		default:
 			http.NotFound(w, r)
 			return
