@@ -137,8 +137,11 @@ func bigRequest(ids []pcommon.SpanID, payload int) ptrace.Traces {
 }
 
 // sendBig has senders each send requests requests of spansPer spans of
-// about payload bytes, concurrently, over OTLP/gRPC to endpoint.
-func sendBig(t *testing.T, st *spanTracker, endpoint string, senders, requests, spansPer, payload int) {
+// about payload bytes, concurrently, over OTLP/gRPC to endpoint. With
+// mixed, every other sender sends requests an eighth that size, which the
+// exporter merges with the large ones (and splits, where they exceed the
+// limit together).
+func sendBig(t *testing.T, st *spanTracker, endpoint string, senders, requests, spansPer, payload int, mixed bool) (spans int) {
 	t.Helper()
 	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -147,10 +150,15 @@ func sendBig(t *testing.T, st *spanTracker, endpoint string, senders, requests, 
 	defer conn.Close()
 	client := ptraceotlp.NewGRPCClient(conn)
 	var wg sync.WaitGroup
-	for range senders {
+	for i := range senders {
+		n := spansPer
+		if mixed && i%2 == 1 {
+			n = spansPer / 8
+		}
+		spans += requests * n
 		wg.Go(func() {
 			for range requests {
-				ids := st.nextIDs(spansPer)
+				ids := st.nextIDs(n)
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				_, err := client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(bigRequest(ids, payload)))
 				cancel()
@@ -159,6 +167,7 @@ func sendBig(t *testing.T, st *spanTracker, endpoint string, senders, requests, 
 		})
 	}
 	wg.Wait()
+	return spans
 }
 
 // exportSizes is the largest export the backend received and how many it
@@ -235,14 +244,16 @@ func TestExportLargeRequestsLoseNothing(t *testing.T) {
 			backend := harness.StartBackend(t)
 			col := startShipped(t, transport, shippedEnv(backend, transport, t.TempDir()))
 			st := newSpanTracker()
-			sendBig(t, st, col.GRPCEndpoint, 4, 4, 500, 4000)
+			sent := sendBig(t, st, col.GRPCEndpoint, 4, 4, 500, 4000, false)
+			// Then large and small requests at once, merged and split.
+			sent += sendBig(t, st, col.GRPCEndpoint, 4, 8, 500, 4000, true)
 			accepted, delivered, lost := st.waitDelivered(backend, 90*time.Second)
 			largest, refused, total := exportSizes(backend)
-			t.Logf("%s export: 4 senders x 4 requests of 500 spans (about 2 MB): accepted=%d delivered=%d lost=%d; "+
-				"%d exports, largest %d bytes (limit %d), %d refused by the backend; sender errors %v",
+			t.Logf("%s export: 4 senders x 4 requests of 500 spans (about 2 MB), then 2 x 8 of 500 with 2 x 8 of 62: "+
+				"accepted=%d delivered=%d lost=%d; %d exports, largest %d bytes (limit %d), %d refused by the backend; sender errors %v",
 				transport, accepted, delivered, lost, total, largest, 4<<20, refused, st.codes)
-			if accepted != 4*4*500 {
-				t.Errorf("collector accepted %d of %d spans", accepted, 4*4*500)
+			if accepted != sent {
+				t.Errorf("collector accepted %d of %d spans", accepted, sent)
 			}
 			if lost != 0 {
 				t.Errorf("%d accepted spans lost", lost)
@@ -330,13 +341,13 @@ func TestExportMaxRequestBytesSetting(t *testing.T) {
 			env["OTLP_BACKEND_MAX_REQUEST_BYTES"] = fmt.Sprint(limit)
 			col := startShipped(t, transport, env)
 			st := newSpanTracker()
-			sendBig(t, st, col.GRPCEndpoint, 3, 3, 500, 4000)
+			sent := sendBig(t, st, col.GRPCEndpoint, 4, 3, 500, 4000, true)
 			accepted, delivered, lost := st.waitDelivered(backend, 90*time.Second)
 			largest, refused, total := exportSizes(backend)
 			t.Logf("%s export, limit 1 MiB both sides: accepted=%d delivered=%d lost=%d; %d exports, largest %d bytes, %d refused",
 				transport, accepted, delivered, lost, total, largest, refused)
-			if accepted != 3*3*500 || lost != 0 {
-				t.Errorf("accepted %d of %d, lost %d", accepted, 3*3*500, lost)
+			if accepted != sent || lost != 0 {
+				t.Errorf("accepted %d of %d, lost %d", accepted, sent, lost)
 			}
 			if largest > limit || refused != 0 || backend.HTTPTooLarge() != 0 {
 				t.Errorf("largest export %d bytes, %d refused, %d HTTP 413: exports must stay within %d",
@@ -362,7 +373,7 @@ func TestExportBackendLimitBelowOursIsCounted(t *testing.T) {
 			backend := harness.StartBackendWithLimits(t, harness.BackendLimits{GRPCMessage: backendLimit, HTTPBody: backendLimit})
 			col := startShipped(t, tc.transport, shippedEnv(backend, tc.transport, t.TempDir()))
 			st := newSpanTracker()
-			sendBig(t, st, col.GRPCEndpoint, 2, 2, 500, 4000)
+			sendBig(t, st, col.GRPCEndpoint, 2, 2, 500, 4000, false)
 			accepted, delivered, lost := st.count(backend)
 			var failed float64
 			deadline := time.Now().Add(60 * time.Second)
@@ -421,6 +432,9 @@ func TestSIGTERMWithFailingBackendLosesNothing(t *testing.T) {
 			continue
 		}
 		if strings.Contains(line, "interrupted due to shutdown") {
+			if shutdownDrops == 0 {
+				t.Logf("first such line: %s", line)
+			}
 			shutdownDrops++
 			continue
 		}
