@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -393,6 +394,7 @@ func TestExportBackendLimitBelowOursIsCounted(t *testing.T) {
 			if int(failed) != lost {
 				t.Errorf("lost %d spans but otelcol_exporter_send_failed_spans says %.0f: a silent loss", lost, failed)
 			}
+			t.Logf("as scraped: %s", metricLines(t, col, "otelcol_exporter_send_failed_spans"))
 			if logs := col.Logs(); !strings.Contains(logs, "Exporting failed") || !strings.Contains(logs, tc.logged) {
 				t.Errorf("the refusal (%s) is not in the collector's log", tc.logged)
 			}
@@ -449,4 +451,23 @@ func TestSIGTERMWithFailingBackendLosesNothing(t *testing.T) {
 	if tl.Lost != 0 {
 		t.Errorf("%d accepted spans lost across a SIGTERM with the backend failing", tl.Lost)
 	}
+}
+
+// metricLines is the samples of a metric on the collector's Prometheus
+// endpoint, with their labels, for the test's log.
+func metricLines(t *testing.T, col *harness.Collector, name string) []string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + col.MetricsEndpoint + "/metrics")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
