@@ -270,11 +270,18 @@ func TestExportLargeRequestsLoseNothing(t *testing.T) {
 }
 
 // Test 1, SDK part: applications instrumented with the OTel SDK send
-// batches of 512 spans (the BatchSpanProcessor's default), here with 7 KiB
-// attributes: 3.6 MB each, accepted, and every span delivered.
+// batches of 512 spans (the BatchSpanProcessor's default), here with 7 KB
+// attributes: 3.6 MB each, accepted, and every span delivered, over gRPC
+// and HTTP export.
 func TestExportSDKBatchesLoseNothing(t *testing.T) {
+	for _, transport := range []string{"grpc", "http"} {
+		t.Run(transport, func(t *testing.T) { testSDKBatches(t, transport) })
+	}
+}
+
+func testSDKBatches(t *testing.T, transport string) {
 	backend := harness.StartBackend(t)
-	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
+	col := startShipped(t, transport, shippedEnv(backend, transport, t.TempDir()))
 	st := newSpanTracker()
 	const senders, batches, batchSize, payload = 3, 3, 512, 7000
 	value := strings.Repeat("s", payload)
@@ -319,9 +326,9 @@ func TestExportSDKBatchesLoseNothing(t *testing.T) {
 	wg.Wait()
 	accepted, delivered, lost := st.waitDelivered(backend, 90*time.Second)
 	largest, refused, total := exportSizes(backend)
-	t.Logf("OTel SDK exporter, %d senders x %d batches of %d spans (7 KiB each): accepted=%d delivered=%d lost=%d; "+
+	t.Logf("OTel SDK exporter, %d senders x %d batches of %d spans (7 KB each), %s export: accepted=%d delivered=%d lost=%d; "+
 		"%d exports, largest %d bytes, %d refused; sender errors %v",
-		senders, batches, batchSize, accepted, delivered, lost, total, largest, refused, st.codes)
+		senders, batches, batchSize, transport, accepted, delivered, lost, total, largest, refused, st.codes)
 	if accepted != senders*batches*batchSize {
 		t.Errorf("collector accepted %d of %d spans", accepted, senders*batches*batchSize)
 	}
