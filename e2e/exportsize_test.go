@@ -148,7 +148,7 @@ func sendBig(t *testing.T, st *spanTracker, endpoint string, senders, requests, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	client := ptraceotlp.NewGRPCClient(conn)
 	var wg sync.WaitGroup
 	for i := range senders {
@@ -468,7 +468,7 @@ func metricLines(t *testing.T, col *harness.Collector, name string) []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	var out []string
 	for _, line := range strings.Split(string(body), "\n") {

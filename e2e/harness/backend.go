@@ -296,7 +296,7 @@ func (b *Backend) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// One byte over the limit is enough to know the body is too large.
 	limit := int64(b.limits.HTTPBody)
-	var body io.Reader = io.LimitReader(r.Body, limit+1)
+	body := io.LimitReader(r.Body, limit+1)
 	if r.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
