@@ -478,3 +478,27 @@ func metricLines(t *testing.T, col *harness.Collector, name string) []string {
 	}
 	return out
 }
+
+// A value of OTLP_BACKEND_MAX_REQUEST_BYTES the exporter cannot honour
+// stops the start with an error naming the batch setting it feeds, over
+// both shipped configs: below the batches' min_size (512 KiB), negative, or
+// not a number of bytes.
+func TestExportMaxRequestBytesInvalid(t *testing.T) {
+	for _, tc := range []struct{ value, want string }{
+		{"1000", "`max_size` (1000) must be greater or equal to `min_size` (524288)"},
+		{"-1", "`max_size` must be non-negative"},
+		{"4MiB", "'max_size' expected type 'int64'"},
+	} {
+		for _, transport := range []string{"grpc", "http"} {
+			t.Run(transport+"/"+tc.value, func(t *testing.T) {
+				backend := harness.StartBackend(t)
+				env := shippedEnv(backend, transport, t.TempDir())
+				env["OTLP_BACKEND_MAX_REQUEST_BYTES"] = tc.value
+				out := runToExit(t, transport, env)
+				if !strings.Contains(out, tc.want) || !strings.Contains(out, "sending_queue") {
+					t.Errorf("OTLP_BACKEND_MAX_REQUEST_BYTES=%s: want %q in the error, got:\n%s", tc.value, tc.want, out)
+				}
+			})
+		}
+	}
+}
