@@ -121,6 +121,8 @@ func TestReintroducedMistakesAreCaught(t *testing.T) {
 		{"GOMEMLIMIT above the limiter", "deployment", "value: 700MiB", "value: 1GiB", "gomemlimit"},
 		{"grace too short", "deployment", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 15", "grace"},
 		{"queue not on a volume", "deployment", "              mountPath: /var/lib/otelcol-istio/queue", "              mountPath: /var/lib/otelcol-istio/elsewhere", "queue-volume"},
+		{"queue volume smaller than the queue", "deployment", "            sizeLimit: 2Gi", "            sizeLimit: 1Gi", "queue-size"},
+		{"queue volume without a size", "deployment", "          emptyDir:\n            sizeLimit: 2Gi", "          emptyDir: {}", "queue-size"},
 		{"writable root", "deployment", "            readOnlyRootFilesystem: true", "            readOnlyRootFilesystem: false", "security.read-only-root"},
 		{"root user", "deployment", "            runAsUser: 10001\n            runAsGroup: 10001\n            readOnly", "            runAsUser: 0\n            runAsGroup: 10001\n            readOnly", "security.uid"},
 		{"token literal in env", "deployment", "            - name: OTLP_BACKEND_QUEUE_DIR", "            - name: OTLP_BACKEND_TOKEN\n              value: s3cret\n            - name: OTLP_BACKEND_QUEUE_DIR", "credential-in-plaintext"},
@@ -130,6 +132,8 @@ func TestReintroducedMistakesAreCaught(t *testing.T) {
 			"\n  " + exporter + ":\n    headers:\n      Authentication: 0123456789abcdef-token\n", "credential-in-configmap"},
 		// Every occurrence: the contract's config names the endpoint in its
 		// auth extension too.
+		{"queue larger than its volume", "config", "      queue_size: 536870912", "      queue_size: 1073741824", "queue-size"},
+		{"queue sized in items", "config", "      sizer: bytes\n      queue_size: 536870912", "      sizer: items\n      queue_size: 300000", "queue-size"},
 		{"plaintext export", "config",
 			"endpoint: ${env:OTLP_BACKEND_ENDPOINT}", "endpoint: http://backend.example.com:4318", "plaintext-export"},
 	}

@@ -243,6 +243,8 @@ processors:
 exporters:
   %%s:
     sending_queue:
+      # The shipped queue is sized in bytes; this test counts in spans.
+      sizer: items
       queue_size: 10000
 `, limitMiB)
 	for _, tc := range []struct {

@@ -72,13 +72,14 @@ exporters:
     sending_queue:
       enabled: true
       %[7]s
-      sizer: items
-      queue_size: 300000
+      sizer: bytes
+      queue_size: 536870912
       num_consumers: 4
       batch:
         flush_timeout: 200ms
-        min_size: 1024
-        max_size: 4096
+        sizer: bytes
+        min_size: 524288
+        max_size: 4194304
 service:
   extensions: [health_check, file_storage/queue]
   telemetry:

@@ -33,6 +33,9 @@ type Request struct {
 	// Accepted says whether the backend answered with success. Rejected
 	// requests are recorded too, so tests can see what was attempted.
 	Accepted bool
+	// Bytes is the uncompressed protobuf size of the export, the size
+	// backends limit (HTTP: the body as decompressed; gRPC: the message).
+	Bytes int
 }
 
 // Failure makes the backend answer exports with an error instead of success.
@@ -46,11 +49,33 @@ type Failure struct {
 	Delay time.Duration
 }
 
+// Size limits the harness backend applies, as real OTLP servers do.
+const (
+	// DefaultMaxGRPCMessage is grpc-go's own default MaxRecvMsgSize (4 MiB),
+	// which most OTLP/gRPC servers (Jaeger, the collector's receiver) keep:
+	// a larger message, after decompression, gets ResourceExhausted.
+	DefaultMaxGRPCMessage = 4 << 20
+	// DefaultMaxHTTPBody is the harness's OTLP/HTTP body limit after
+	// decompression: larger bodies get 413, as from real servers (their
+	// limits vary: Jaeger's is 20 MiB, ours 4 MiB).
+	DefaultMaxHTTPBody = 4 << 20
+)
+
+// BackendLimits are the backend's size limits, in bytes of the
+// uncompressed message or body; zero means the default.
+type BackendLimits struct {
+	GRPCMessage int
+	HTTPBody    int
+}
+
 // Backend is a real OTLP trace backend: a gRPC server and an HTTP server
 // built on pdata's ptraceotlp, recording every request and its headers. It
 // stands in for the managed tracing backend the collector exports to.
 type Backend struct {
-	t testing.TB
+	t      testing.TB
+	limits BackendLimits
+	// httpTooLarge counts OTLP/HTTP bodies refused with 413.
+	httpTooLarge int
 
 	mu       sync.Mutex
 	requests []Request
@@ -66,7 +91,19 @@ type Backend struct {
 // StartBackend starts the backend on free loopback ports; it stops with the test.
 func StartBackend(t testing.TB) *Backend {
 	t.Helper()
-	b := &Backend{t: t, changed: make(chan struct{})}
+	return StartBackendWithLimits(t, BackendLimits{})
+}
+
+// StartBackendWithLimits is StartBackend with other size limits.
+func StartBackendWithLimits(t testing.TB, limits BackendLimits) *Backend {
+	t.Helper()
+	if limits.GRPCMessage == 0 {
+		limits.GRPCMessage = DefaultMaxGRPCMessage
+	}
+	if limits.HTTPBody == 0 {
+		limits.HTTPBody = DefaultMaxHTTPBody
+	}
+	b := &Backend{t: t, limits: limits, changed: make(chan struct{})}
 	b.grpcAddr = "127.0.0.1:" + FreePort(t)
 	b.httpAddr = "127.0.0.1:" + FreePort(t)
 	if err := b.Start(); err != nil {
@@ -99,7 +136,7 @@ func (b *Backend) Start() error {
 		gl.Close()
 		return err
 	}
-	b.grpcServer = grpc.NewServer()
+	b.grpcServer = grpc.NewServer(grpc.MaxRecvMsgSize(b.limits.GRPCMessage))
 	ptraceotlp.RegisterGRPCServer(b.grpcServer, &grpcTraces{b: b})
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/traces", b.handleHTTP)
@@ -128,6 +165,18 @@ func (b *Backend) SetFailure(f Failure) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.failure = f
+}
+
+// Limits are the backend's size limits.
+func (b *Backend) Limits() BackendLimits { return b.limits }
+
+// HTTPTooLarge is the number of OTLP/HTTP bodies refused with 413. (gRPC
+// messages over the limit are refused by grpc-go before the handler and
+// are not seen here.)
+func (b *Backend) HTTPTooLarge() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.httpTooLarge
 }
 
 // Requests returns a copy of every request received so far.
@@ -202,7 +251,7 @@ func (b *Backend) WaitForSpans(n int, timeout time.Duration) {
 }
 
 // record stores a request and says whether to accept it.
-func (b *Backend) record(transport string, headers map[string][]string, td ptrace.Traces) Failure {
+func (b *Backend) record(transport string, headers map[string][]string, td ptrace.Traces, size int) Failure {
 	b.mu.Lock()
 	f := b.failure
 	b.mu.Unlock()
@@ -213,7 +262,7 @@ func (b *Backend) record(transport string, headers map[string][]string, td ptrac
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.requests = append(b.requests, Request{
-		Transport: transport, Headers: headers, Traces: td, Accepted: accepted,
+		Transport: transport, Headers: headers, Traces: td, Accepted: accepted, Bytes: size,
 	})
 	close(b.changed)
 	b.changed = make(chan struct{})
@@ -233,32 +282,40 @@ func (g *grpcTraces) Export(ctx context.Context, req ptraceotlp.ExportRequest) (
 	}
 	td := ptrace.NewTraces()
 	req.Traces().CopyTo(td)
-	if f := g.b.record("grpc", headers, td); f.GRPCCode != codes.OK {
+	size := (&ptrace.ProtoMarshaler{}).TracesSize(td)
+	if f := g.b.record("grpc", headers, td, size); f.GRPCCode != codes.OK {
 		return ptraceotlp.NewExportResponse(), status.Error(f.GRPCCode, "backend failure injected by the test")
 	}
 	return ptraceotlp.NewExportResponse(), nil
 }
-
-const maxBackendBody = 64 << 20
 
 func (b *Backend) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	var body io.Reader = io.LimitReader(r.Body, maxBackendBody)
+	// One byte over the limit is enough to know the body is too large.
+	limit := int64(b.limits.HTTPBody)
+	body := io.LimitReader(r.Body, limit+1)
 	if r.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(body)
+		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
 			http.Error(w, "bad gzip: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		defer zr.Close()
-		body = io.LimitReader(zr, maxBackendBody)
+		body = io.LimitReader(zr, limit+1)
 	}
 	raw, err := io.ReadAll(body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if int64(len(raw)) > limit {
+		b.mu.Lock()
+		b.httpTooLarge++
+		b.mu.Unlock()
+		http.Error(w, fmt.Sprintf("request body larger than max %d", limit), http.StatusRequestEntityTooLarge)
 		return
 	}
 	req := ptraceotlp.NewExportRequest()
@@ -279,7 +336,7 @@ func (b *Backend) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	td := ptrace.NewTraces()
 	req.Traces().CopyTo(td)
-	if f := b.record("http", headers, td); f.HTTPStatus != 0 {
+	if f := b.record("http", headers, td, len(raw)); f.HTTPStatus != 0 {
 		http.Error(w, "backend failure injected by the test", f.HTTPStatus)
 		return
 	}

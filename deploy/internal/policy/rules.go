@@ -172,9 +172,75 @@ func checkQueueVolume(w Workload, c *corev1.Container, cfg *collectorconfig.Conf
 		}
 		if !hasVolume(w, m.Name) {
 			fs.add("queue-volume", id, "volume %s is not defined", m.Name)
+			continue
+		}
+		fs = append(fs, checkQueueSize(id, fsx.ID, m.Name, volumeSize(w, m.Name), cfg)...)
+	}
+	return fs
+}
+
+// QueueFileOverhead is how much larger than the bytes it counts the
+// persistent queue's file may grow: measured 1.30-1.35 (e2e
+// TestQueueSizedInBytes, 8 MiB queued: bbolt pages and free lists, the
+// request encoding), bounded at 2.
+const QueueFileOverhead = 2
+
+// checkQueueSize: every sending queue stored on the volume is sized in
+// bytes, and QueueFileOverhead times its queue_size fits in the volume. A
+// full disk refuses senders, but upstream's queue can then also discard
+// accepted spans and over-counts its size (README "Loss guarantees"), so
+// the queue must refuse first.
+func checkQueueSize(id, storageID, volume string, size int64, cfg *collectorconfig.Config) Findings {
+	var fs Findings
+	for _, exp := range cfg.Components("exporters") {
+		if collectorconfig.GetString(exp.Settings, "sending_queue", "storage") != storageID {
+			continue
+		}
+		if sizer := collectorconfig.GetString(exp.Settings, "sending_queue", "sizer"); sizer != "bytes" {
+			fs.add("queue-size", id, "exporters::%s::sending_queue sizer is %q: size the queue in bytes, so it can be kept below its volume %s", exp.ID, sizer, volume)
+			continue
+		}
+		v, _ := collectorconfig.Get(exp.Settings, "sending_queue", "queue_size")
+		var queueSize int64
+		switch n := v.(type) { // YAML numbers decode as float64 (JSON), or int
+		case float64:
+			queueSize = int64(n)
+		case int:
+			queueSize = int64(n)
+		}
+		if queueSize <= 0 {
+			fs.add("queue-size", id, "exporters::%s::sending_queue queue_size %v is not a positive number of bytes", exp.ID, v)
+			continue
+		}
+		switch {
+		case size <= 0:
+			fs.add("queue-size", id, "volume %s holding the queue of %s has no size (emptyDir sizeLimit or a PersistentVolumeClaim storage request)", volume, exp.ID)
+		case queueSize*QueueFileOverhead >= size:
+			fs.add("queue-size", id, "exporters::%s::sending_queue queue_size %s times %d (its file's overhead) does not fit volume %s of %s",
+				exp.ID, mib(queueSize), QueueFileOverhead, volume, mib(size))
 		}
 	}
 	return fs
+}
+
+// volumeSize is the size of a pod volume: an emptyDir's sizeLimit or a
+// volumeClaimTemplate's storage request; 0 when it has none.
+func volumeSize(w Workload, name string) int64 {
+	for _, v := range w.Template.Spec.Volumes {
+		if v.Name == name && v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil {
+			return v.EmptyDir.SizeLimit.Value()
+		}
+	}
+	if w.StatefulSet != nil {
+		for _, t := range w.StatefulSet.Spec.VolumeClaimTemplates {
+			if t.Name == name {
+				if q, ok := t.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
+					return q.Value()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func checkSecurity(id string, spec corev1.PodSpec, c *corev1.Container) Findings {
