@@ -1,0 +1,341 @@
+package tracecheck
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// nested returns a span whose attribute "v" is a value depth levels deep,
+// alternating maps and arrays (array levels at odd depths when arrays).
+func nested(depth int, arrays bool) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "svc")
+	span := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	span.SetName("s")
+	v := span.Attributes().PutEmpty("v")
+	for range depth - 1 {
+		if arrays {
+			v = v.SetEmptySlice().AppendEmpty()
+		} else {
+			v = v.SetEmptyMap().PutEmpty("k")
+		}
+	}
+	v.SetStr("leaf")
+	return td
+}
+
+func spans(n int) ptrace.Traces {
+	td := ptrace.NewTraces()
+	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans()
+	for range n {
+		ss.AppendEmpty()
+	}
+	return td
+}
+
+func protoOf(t testing.TB, td ptrace.Traces) []byte {
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	require.NoError(t, err)
+	return b
+}
+
+func jsonOf(t testing.TB, td ptrace.Traces) []byte {
+	b, err := (&ptrace.JSONMarshaler{}).MarshalTraces(td)
+	require.NoError(t, err)
+	return b
+}
+
+// exportSize is the protobuf size of a request holding only span i of
+// resource r, scope s, with its resource and scope.
+func exportSize(t testing.TB, td ptrace.Traces, r, s, i int) int {
+	one := ptrace.NewTraces()
+	rs := one.ResourceSpans().AppendEmpty()
+	src := td.ResourceSpans().At(r)
+	src.Resource().CopyTo(rs.Resource())
+	rs.SetSchemaUrl(src.SchemaUrl())
+	ss := rs.ScopeSpans().AppendEmpty()
+	srcSS := src.ScopeSpans().At(s)
+	srcSS.Scope().CopyTo(ss.Scope())
+	ss.SetSchemaUrl(srcSS.SchemaUrl())
+	srcSS.Spans().At(i).CopyTo(ss.Spans().AppendEmpty())
+	return (&ptrace.ProtoMarshaler{}).TracesSize(one)
+}
+
+func TestLimits(t *testing.T) {
+	big := ptrace.NewTraces()
+	rs := big.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "svc")
+	rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty().SetName("small")
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().SetName("scope")
+	ss.Spans().AppendEmpty().SetName("small")
+	ss.Spans().AppendEmpty().Attributes().PutStr("payload", strings.Repeat("p", 5000))
+	bigSize := exportSize(t, big, 0, 1, 1)
+
+	events := ptrace.NewTraces()
+	ev := events.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().Events().AppendEmpty()
+	v := ev.Attributes().PutEmpty("e")
+	for range 3 {
+		v = v.SetEmptyMap().PutEmpty("k")
+	}
+
+	for _, tc := range []struct {
+		name   string
+		td     ptrace.Traces
+		lim    Limits
+		reason Reason
+		path   string
+	}{
+		{"flat value", nested(1, false), Limits{MaxValueDepth: 1}, "", ""},
+		{"map at limit", nested(32, false), Limits{MaxValueDepth: 32}, "", ""},
+		{"map over limit", nested(33, false), Limits{MaxValueDepth: 32}, ValueTooDeep, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value"},
+		{"array over limit", nested(6, true), Limits{MaxValueDepth: 5}, ValueTooDeep, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value"},
+		{"event attribute", events, Limits{MaxValueDepth: 3}, ValueTooDeep, "resource_spans[0].scope_spans[0].spans[0].events[0].attributes[0].value"},
+		{"depth off", nested(200, false), Limits{}, "", ""},
+		{"spans at limit", spans(100), Limits{MaxSpans: 100}, "", ""},
+		{"spans over limit", spans(101), Limits{MaxSpans: 100}, TooManySpans, ""},
+		{"span fits exactly", big, Limits{MaxSpanBytes: bigSize}, "", ""},
+		{"span one byte over", big, Limits{MaxSpanBytes: bigSize - 1}, SpanTooLarge, "resource_spans[0].scope_spans[1].spans[1]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for enc, check := range map[string]func() *Error{
+				"proto": func() *Error { return Proto(protoOf(t, tc.td), tc.lim) },
+				"json":  func() *Error { return JSON(jsonOf(t, tc.td), tc.lim) },
+			} {
+				err := check()
+				if tc.reason == "" {
+					assert.Nil(t, err, enc)
+					continue
+				}
+				if assert.NotNil(t, err, enc) {
+					assert.Equal(t, tc.reason, err.Reason, enc)
+					assert.Equal(t, tc.path, err.Path, enc)
+					assert.NotEmpty(t, err.Error())
+				}
+			}
+		})
+	}
+}
+
+func TestSpanTooLargeGotIsExact(t *testing.T) {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("k8s.pod.name", strings.Repeat("r", 300))
+	rs.SetSchemaUrl("https://opentelemetry.io/schemas/1.26.0")
+	for i := range 3 {
+		ss := rs.ScopeSpans().AppendEmpty()
+		ss.Scope().SetName(strings.Repeat("s", 100*i))
+		for j := range 4 {
+			s := ss.Spans().AppendEmpty()
+			s.Attributes().PutStr("p", strings.Repeat("x", 1000*(i+j)))
+		}
+	}
+	want := exportSize(t, td, 0, 2, 3)
+	err := Proto(protoOf(t, td), Limits{MaxSpanBytes: 1000})
+	require.NotNil(t, err)
+	assert.Equal(t, want, err.Got)
+	assert.Equal(t, "resource_spans[0].scope_spans[2].spans[3]", err.Path)
+	assert.Nil(t, Proto(protoOf(t, td), Limits{MaxSpanBytes: want}))
+}
+
+// deepArray is the raw protobuf of a request whose one span's attribute
+// nests depth array levels: built outside in, without pdata (whose own
+// encoder recurses), as an attacker would.
+func deepArray(depth int) []byte {
+	const leaf = 2 // AnyValue{bool_value: false}: tag 0x10, 0x00
+	sizes := make([]int, depth+1)
+	sizes[0] = leaf
+	for i := 1; i <= depth; i++ {
+		sizes[i] = fieldSize(fieldSize(sizes[i-1])) // AnyValue{array_value{values: AnyValue}}
+	}
+	kv := fieldSize(1) + fieldSize(sizes[depth]) // key "k", value
+	var b []byte
+	lenField := func(tag byte, n int) {
+		b = append(b, tag)
+		b = binary.AppendUvarint(b, uint64(n))
+	}
+	spanLen := 1 + varintLen(uint64(kv)) + kv
+	scopeLen := fieldSize(spanLen)
+	rsLen := fieldSize(scopeLen)
+	lenField(0x0a, rsLen)    // resource_spans
+	lenField(0x12, scopeLen) // scope_spans
+	lenField(0x12, spanLen)  // spans
+	lenField(0x4a, kv)       // attributes (field 9)
+	lenField(0x0a, 1)        // key
+	b = append(b, 'k')
+	lenField(0x12, sizes[depth]) // value
+	for i := depth; i >= 1; i-- {
+		lenField(0x2a, fieldSize(sizes[i-1])) // array_value
+		lenField(0x0a, sizes[i-1])            // values
+	}
+	return append(b, 0x10, 0x00)
+}
+
+func TestDeepRawRequest(t *testing.T) {
+	// pdata's own decoder stops at 100 nested value messages (50 array
+	// levels); 40 is within it.
+	b := deepArray(40)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+	require.NoError(t, err, "the hand-built request must be valid OTLP")
+	v, ok := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().Get("k")
+	require.True(t, ok)
+	depth := 1
+	for v.Type() == pcommon.ValueTypeSlice {
+		v = v.Slice().At(0)
+		depth++
+	}
+	assert.Equal(t, 41, depth)
+	assert.Nil(t, Proto(b, Limits{MaxValueDepth: 41}))
+	err2 := Proto(b, Limits{MaxValueDepth: 40})
+	require.NotNil(t, err2)
+	assert.Equal(t, ValueTooDeep, err2.Reason)
+
+	// 460,000 levels, as in the attack: refused at level 33, cheaply.
+	huge := deepArray(460000)
+	e := Proto(huge, Limits{MaxValueDepth: 32})
+	require.NotNil(t, e)
+	assert.Equal(t, ValueTooDeep, e.Reason)
+	assert.Equal(t, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value", e.Path)
+}
+
+func TestJSONDeepNesting(t *testing.T) {
+	const levels = 100000
+	body := `{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":` +
+		strings.Repeat(`{"arrayValue":{"values":[`, levels) + `{"boolValue":true}` + strings.Repeat(`]}}`, levels) + `}]}]}]}]}`
+	e := JSON([]byte(body), Limits{MaxValueDepth: 32})
+	require.NotNil(t, e)
+	assert.Equal(t, ValueTooDeep, e.Reason)
+	assert.Equal(t, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value", e.Path)
+
+	// Deep nesting inside a field the walk does not know is bounded too.
+	unknown := `{"resourceSpans":[{"x":` + strings.Repeat("[", levels) + strings.Repeat("]", levels) + `}]}`
+	e = JSON([]byte(unknown), Limits{MaxValueDepth: 32})
+	require.NotNil(t, e)
+	assert.Equal(t, ValueTooDeep, e.Reason)
+}
+
+func TestSnakeCaseJSON(t *testing.T) {
+	body := `{"resource_spans":[{"scope_spans":[{"spans":[{},{},{}]}]}]}`
+	e := JSON([]byte(body), Limits{MaxSpans: 2})
+	require.NotNil(t, e)
+	assert.Equal(t, TooManySpans, e.Reason)
+}
+
+func TestMalformed(t *testing.T) {
+	for name, b := range map[string][]byte{
+		"length past end":  {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01},
+		"bad varint":       {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		"group wire type":  {0x0b},
+		"field zero":       {0x02, 0x00},
+		"truncated fixed":  {0x0a, 0x03, 0x19, 0x00, 0x00},
+		"truncated nested": {0x0a, 0x02, 0x12, 0x05},
+	} {
+		e := Proto(b, Limits{})
+		if assert.NotNil(t, e, name) {
+			assert.Equal(t, Malformed, e.Reason, name)
+		}
+	}
+	for name, b := range map[string]string{
+		"truncated":   `{"resourceSpans":[`,
+		"not object":  `[]`,
+		"trailing":    `{} {}`,
+		"empty":       ``,
+		"bad literal": `{"resourceSpans":nope}`,
+	} {
+		e := JSON([]byte(b), Limits{})
+		if assert.NotNil(t, e, name) {
+			assert.Equal(t, Malformed, e.Reason, name)
+			assert.NotContains(t, e.Error(), "nope", "errors must not quote the request")
+		}
+	}
+}
+
+func FuzzProto(f *testing.F) {
+	f.Add(protoOf(f, nested(5, false)))
+	f.Add(protoOf(f, nested(5, true)))
+	f.Add(protoOf(f, spans(3)))
+	f.Add(deepArray(40))
+	lim := Limits{MaxValueDepth: 4, MaxSpans: 5, MaxSpanBytes: 200}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := Proto(b, lim)
+		td, derr := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
+		if derr != nil || err != nil {
+			return
+		}
+		// Passed the walk and decodes: it must be within every limit.
+		assert.LessOrEqual(t, td.SpanCount(), lim.MaxSpans)
+		assert.LessOrEqual(t, maxDepth(td), lim.MaxValueDepth)
+		for r := 0; r < td.ResourceSpans().Len(); r++ {
+			for s := 0; s < td.ResourceSpans().At(r).ScopeSpans().Len(); s++ {
+				for i := 0; i < td.ResourceSpans().At(r).ScopeSpans().At(s).Spans().Len(); i++ {
+					assert.LessOrEqual(t, exportSize(t, td, r, s, i), lim.MaxSpanBytes)
+				}
+			}
+		}
+		// And the JSON walk agrees on the same request.
+		assert.Nil(t, JSON(jsonOf(t, td), lim))
+	})
+}
+
+func FuzzJSON(f *testing.F) {
+	f.Add(jsonOf(f, nested(5, false)))
+	f.Add(jsonOf(f, spans(3)))
+	f.Add([]byte(`{"resource_spans":[{"scope_spans":[{"spans":[{"attributes":[{"key":"a","value":{"kvlist_value":{"values":[]}}}]}]}]}]}`))
+	lim := Limits{MaxValueDepth: 4, MaxSpans: 5}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := JSON(b, lim)
+		td, derr := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(b)
+		if derr != nil || err != nil {
+			return
+		}
+		assert.LessOrEqual(t, td.SpanCount(), lim.MaxSpans)
+		assert.LessOrEqual(t, maxDepth(td), lim.MaxValueDepth)
+	})
+}
+
+// maxDepth is the deepest attribute value of td, counted as the walk does.
+func maxDepth(td ptrace.Traces) int {
+	deepest := 0
+	var walk func(v pcommon.Value, d int)
+	walk = func(v pcommon.Value, d int) {
+		deepest = max(deepest, d)
+		switch v.Type() {
+		case pcommon.ValueTypeSlice:
+			for i := 0; i < v.Slice().Len(); i++ {
+				walk(v.Slice().At(i), d+1)
+			}
+		case pcommon.ValueTypeMap:
+			for _, c := range v.Map().All() {
+				walk(c, d+1)
+			}
+		}
+	}
+	attrs := func(m pcommon.Map) {
+		for _, v := range m.All() {
+			walk(v, 1)
+		}
+	}
+	for _, rs := range td.ResourceSpans().All() {
+		attrs(rs.Resource().Attributes())
+		for _, ss := range rs.ScopeSpans().All() {
+			attrs(ss.Scope().Attributes())
+			for _, s := range ss.Spans().All() {
+				attrs(s.Attributes())
+				for _, e := range s.Events().All() {
+					attrs(e.Attributes())
+				}
+				for _, l := range s.Links().All() {
+					attrs(l.Attributes())
+				}
+			}
+		}
+	}
+	return deepest
+}
