@@ -36,10 +36,10 @@ type guard struct {
 	logger    *zap.Logger
 	telemetry *metadata.TelemetryBuilder
 
-	logMu    sync.Mutex
-	lastLog  map[string]time.Time
-	skipped  map[string]int
-	nowFunc  func() time.Time
+	logMu   sync.Mutex
+	lastLog map[string]time.Time
+	skipped map[string]int
+	nowFunc func() time.Time
 }
 
 var (
@@ -119,7 +119,10 @@ func (g *guard) refused(ctx context.Context, r refusal) {
 
 // checkError maps a tracecheck error to what the sender is told.
 func checkError(e *tracecheck.Error) (codes.Code, []zap.Field) {
-	fields := []zap.Field{zap.Int("limit", e.Limit)}
+	var fields []zap.Field
+	if e.Limit > 0 {
+		fields = append(fields, zap.Int("limit", e.Limit))
+	}
 	if e.Path != "" {
 		fields = append(fields, zap.String("field", e.Path))
 	}
