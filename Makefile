@@ -46,7 +46,9 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 FUZZ_TARGETS    := processor/istiospanprocessor:FuzzProcessProto \
                    processor/istiospanprocessor:FuzzProcessJSON \
                    processor/istiospanprocessor/internal/utf8check:FuzzTraces \
-                   processor/istiospanprocessor/internal/utf8check:FuzzValidString
+                   processor/istiospanprocessor/internal/utf8check:FuzzValidString \
+                   extension/otlpguardextension/internal/tracecheck:FuzzProto \
+                   extension/otlpguardextension/internal/tracecheck:FuzzJSON
 FUZZ_TIME       ?= 60s
 # CI counts executions rather than time: with a time limit, a worker still
 # busy when the deadline hits on a loaded machine fails the run with

@@ -22,7 +22,7 @@ func TestLoadConfig(t *testing.T) {
 		invalid bool
 	}{
 		{id: component.NewID(metadata.Type), want: createDefaultConfig().(*Config)},
-		{id: component.NewIDWithName(metadata.Type, "custom"), want: &Config{MaxValueDepth: 16, MaxSpansPerRequest: 1000,
+		{id: component.NewIDWithName(metadata.Type, "custom"), want: &Config{MaxValueDepth: 16, MaxSpansPerRequest: 1000, MaxItemsPerRequest: 50000,
 			MaxExportRequestBytes: 1 << 20, MaxInFlightBytes: 8 << 20}},
 		{id: component.NewIDWithName(metadata.Type, "off"), want: &Config{}},
 		{id: component.NewIDWithName(metadata.Type, "negative"), invalid: true},

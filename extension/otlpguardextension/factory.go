@@ -21,6 +21,7 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		MaxValueDepth:         defaultMaxValueDepth,
 		MaxSpansPerRequest:    defaultMaxSpansPerRequest,
+		MaxItemsPerRequest:    defaultMaxItemsPerRequest,
 		MaxExportRequestBytes: defaultMaxExportRequestBytes,
 		MaxInFlightBytes:      defaultMaxInFlightBytes,
 	}

@@ -76,9 +76,7 @@ func (c *guardCodec) Marshal(v any) (mem.BufferSlice, error) { return c.delegate
 func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	n := int64(data.Len())
 	if !c.g.budget.acquire(n) {
-		c.pending.Store(v, &verdict{code: codes.Unavailable, reason: reasonInFlight,
-			msg:    "the collector is busy with other requests; retry later",
-			fields: []zap.Field{zap.Int64("request_bytes", n), zap.Int64("in_flight_limit", c.g.budget.limit)}})
+		c.pending.Store(v, c.busy(n))
 		return nil
 	}
 	um, ok := v.(unmarshaler)
@@ -93,11 +91,21 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	if cerr := tracecheck.Proto(b, c.g.limits); cerr != nil {
+	counts, cerr := tracecheck.Proto(b, c.g.limits)
+	if cerr != nil {
 		code, fields := checkError(cerr)
 		c.pending.Store(v, &verdict{reserved: n, code: code, reason: string(cerr.Reason), msg: cerr.Error(),
 			fields: append(fields, zap.Int64("request_bytes", n))})
 		return nil
+	}
+	// What it will decode to: admitted only if that fits too.
+	if extra := cost(counts); extra > 0 {
+		if !c.g.budget.acquire(extra) {
+			c.g.budget.release(n)
+			c.pending.Store(v, c.busy(n+extra))
+			return nil
+		}
+		n += extra
 	}
 	if err := um.UnmarshalProto(b); err != nil {
 		c.g.budget.release(n)
@@ -105,6 +113,13 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	c.pending.Store(v, &verdict{reserved: n})
 	return nil
+}
+
+// busy is the verdict for a request the in-flight budget cannot take.
+func (c *guardCodec) busy(n int64) *verdict {
+	return &verdict{code: codes.Unavailable, reason: reasonInFlight,
+		msg:    "the collector is busy with other requests; retry later",
+		fields: []zap.Field{zap.Int64("request_cost", n), zap.Int64("in_flight_limit", c.g.budget.limit)}}
 }
 
 // isTraceRequest is pdata's ExportTraceServiceRequest (an internal type:

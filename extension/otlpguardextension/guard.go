@@ -24,6 +24,15 @@ const (
 	reasonInFlight        = "in_flight_limit"   // the in-flight budget is spent
 )
 
+// itemCost is what the in-flight budget charges per item (span, event,
+// link, attribute, array or map element) on top of the request's bytes:
+// the decoded request and what the pipeline makes of it, measured at about
+// 146 bytes per empty attribute (README "Limits").
+const itemCost = 160
+
+// cost is what a request is charged in the in-flight budget beyond its bytes.
+func cost(c tracecheck.Counts) int64 { return int64(c.Items) * itemCost }
+
 // logInterval is how often a refusal of one reason and transport is
 // logged; the ones in between are counted in the next line ("suppressed").
 const logInterval = 10 * time.Second
@@ -56,6 +65,7 @@ func newGuard(cfg *Config, set component.TelemetrySettings) (*guard, error) {
 		limits: tracecheck.Limits{
 			MaxValueDepth: cfg.MaxValueDepth,
 			MaxSpans:      cfg.MaxSpansPerRequest,
+			MaxItems:      cfg.MaxItemsPerRequest,
 			MaxSpanBytes:  cfg.MaxExportRequestBytes,
 		},
 		logger:    set.Logger,
@@ -127,7 +137,7 @@ func checkError(e *tracecheck.Error) (codes.Code, []zap.Field) {
 		fields = append(fields, zap.String("field", e.Path))
 	}
 	switch e.Reason {
-	case tracecheck.TooManySpans:
+	case tracecheck.TooManySpans, tracecheck.TooManyItems:
 		// Too large: ResourceExhausted without RetryInfo, which OTLP
 		// clients do not retry (as for the receiver's own size limit).
 		return codes.ResourceExhausted, append(fields, zap.Int("spans_over", e.Got))

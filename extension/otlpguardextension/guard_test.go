@@ -340,4 +340,3 @@ func TestLogRateLimited(t *testing.T) {
 	assert.Equal(t, "10.0.0.1:5", entries[0].ContextMap()["client"])
 	assert.Equal(t, int64(6), tg.refusedCount(t, "value_too_deep", "http"))
 }
-

@@ -55,7 +55,7 @@ func (g *guard) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Hand
 	busy := func(n int64) {
 		refuse(codes.Unavailable, http.StatusServiceUnavailable, reasonInFlight,
 			"the collector is busy with other requests; retry later",
-			zap.Int64("request_bytes", n), zap.Int64("in_flight_limit", g.budget.limit))
+			zap.Int64("request_cost", n), zap.Int64("in_flight_limit", g.budget.limit))
 	}
 	// Admit what the sender announces before reading it; what a chunked or
 	// compressed body turns out to hold is admitted once read.
@@ -89,11 +89,20 @@ func (g *guard) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Hand
 	}
 	if isTracesPath(r.URL.Path) {
 		var cerr *tracecheck.Error
+		var counts tracecheck.Counts
 		switch ct {
 		case contentProto:
-			cerr = tracecheck.Proto(body, g.limits)
+			counts, cerr = tracecheck.Proto(body, g.limits)
 		case contentJSON:
-			cerr = tracecheck.JSON(body, g.limits)
+			counts, cerr = tracecheck.JSON(body, g.limits)
+		}
+		if cerr == nil && cost(counts) > 0 {
+			// What it will decode to: admitted only if that fits too.
+			if !g.budget.acquire(cost(counts)) {
+				busy(int64(len(body)) + cost(counts))
+				return
+			}
+			reserved += cost(counts)
 		}
 		if cerr != nil {
 			code, fields := checkError(cerr)

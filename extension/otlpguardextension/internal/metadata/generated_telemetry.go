@@ -67,7 +67,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.OtlpGuardRequestsRefused, err = builder.meter.Int64Counter(
 		"otelcol_otlp_guard_requests_refused",
-		metric.WithDescription("Number of OTLP requests refused at the receiver before decoding, by reason (attribute `reason`; value_too_deep, too_many_spans, span_too_large, request_too_large, in_flight_limit, malformed) and transport (attribute `transport`; grpc, http). [Development]"),
+		metric.WithDescription("Number of OTLP requests refused at the receiver before decoding, by reason (attribute `reason`; value_too_deep, too_many_spans, too_many_items, span_too_large, request_too_large, in_flight_limit, malformed) and transport (attribute `transport`; grpc, http). [Development]"),
 		metric.WithUnit("{request}"),
 	)
 	errs = errors.Join(errs, err)

@@ -40,7 +40,7 @@ func AssertEqualOtlpGuardInFlightBytes(t *testing.T, tt *componenttest.Telemetry
 func AssertEqualOtlpGuardRequestsRefused(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_otlp_guard_requests_refused",
-		Description: "Number of OTLP requests refused at the receiver before decoding, by reason (attribute `reason`; value_too_deep, too_many_spans, span_too_large, request_too_large, in_flight_limit, malformed) and transport (attribute `transport`; grpc, http). [Development]",
+		Description: "Number of OTLP requests refused at the receiver before decoding, by reason (attribute `reason`; value_too_deep, too_many_spans, too_many_items, span_too_large, request_too_large, in_flight_limit, malformed) and transport (attribute `transport`; grpc, http). [Development]",
 		Unit:        "{request}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

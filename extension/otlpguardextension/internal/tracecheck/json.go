@@ -41,30 +41,31 @@ func jsonDepth(limit int) int {
 // larger than it (a span's protobuf encoding is never larger than its
 // JSON), by decoding the request, which the walk has by then bounded, and
 // checking its protobuf encoding.
-func JSON(b []byte, lim Limits) *Error {
-	if err := jsonWalk(b, lim); err != nil {
-		return err
+func JSON(b []byte, lim Limits) (Counts, *Error) {
+	var c Counts
+	if err := jsonWalk(b, lim, &c); err != nil {
+		return c, err
 	}
 	if lim.MaxSpanBytes <= 0 || len(b) <= lim.MaxSpanBytes {
-		return nil
+		return c, nil
 	}
 	td, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(b)
 	if err != nil {
-		return &Error{Reason: Malformed, Detail: "invalid OTLP/JSON"}
+		return c, &Error{Reason: Malformed, Detail: "invalid OTLP/JSON"}
 	}
 	pb, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
 	if err != nil {
-		return &Error{Reason: Malformed, Detail: "cannot encode as protobuf"}
+		return c, &Error{Reason: Malformed, Detail: "cannot encode as protobuf"}
 	}
-	return Proto(pb, Limits{MaxSpanBytes: lim.MaxSpanBytes})
+	_, err2 := Proto(pb, Limits{MaxSpanBytes: lim.MaxSpanBytes})
+	return c, err2
 }
 
-func jsonWalk(b []byte, lim Limits) *Error {
+func jsonWalk(b []byte, lim Limits, c *Counts) *Error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	maxDepth := jsonDepth(lim.MaxValueDepth)
 	var stack []jframe
-	spans := 0
 	done := false
 	for {
 		tok, err := dec.Token()
@@ -132,6 +133,12 @@ func jsonWalk(b []byte, lim Limits) *Error {
 				child.arr, child.typ = f, f.typ
 			case d == '{' && (f.repeated == top.isArray):
 				child.typ, child.step = f.typ, pathElem{f: f, index: index}
+				if f.repeated {
+					c.Items++
+					if lim.MaxItems > 0 && c.Items > lim.MaxItems {
+						return &Error{Reason: TooManyItems, Limit: lim.MaxItems, Got: c.Items}
+					}
+				}
 			}
 			if d == '{' {
 				switch child.typ {
@@ -142,9 +149,9 @@ func jsonWalk(b []byte, lim Limits) *Error {
 						return &Error{Reason: ValueTooDeep, Limit: lim.MaxValueDepth, Got: lim.MaxValueDepth + 1, Path: formatPath(s, valuePathSteps(s))}
 					}
 				case mSpan:
-					spans++
-					if lim.MaxSpans > 0 && spans > lim.MaxSpans {
-						return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: spans}
+					c.Spans++
+					if lim.MaxSpans > 0 && c.Spans > lim.MaxSpans {
+						return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: c.Spans}
 					}
 				}
 			}

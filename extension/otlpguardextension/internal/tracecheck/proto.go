@@ -25,10 +25,15 @@ type pframe struct {
 // first broken limit. Malformed wire data is an error too: the decoder
 // would refuse it anyway, and refusing it here keeps this walk the only
 // place that reads unchecked nesting.
-func Proto(b []byte, lim Limits) *Error {
+func Proto(b []byte, lim Limits) (Counts, *Error) {
+	var c Counts
+	err := protoWalk(b, lim, &c)
+	return c, err
+}
+
+func protoWalk(b []byte, lim Limits, c *Counts) *Error {
 	stack := make([]pframe, 1, 16)
 	stack[0] = pframe{typ: mRequest, end: len(b), maxChild: -1}
-	spans := 0
 	p := 0
 	for {
 		top := &stack[len(stack)-1]
@@ -82,6 +87,10 @@ func Proto(b []byte, lim Limits) *Error {
 			if f.repeated {
 				child.step.index = top.counts[f.countIndex]
 				top.counts[f.countIndex]++
+				c.Items++
+				if lim.MaxItems > 0 && c.Items > lim.MaxItems {
+					return &Error{Reason: TooManyItems, Limit: lim.MaxItems, Got: c.Items}
+				}
 			}
 			switch f.typ {
 			case mAnyValue:
@@ -90,9 +99,9 @@ func Proto(b []byte, lim Limits) *Error {
 					return tooDeep(stack, child.step, lim.MaxValueDepth)
 				}
 			case mSpan:
-				spans++
-				if lim.MaxSpans > 0 && spans > lim.MaxSpans {
-					return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: spans}
+				c.Spans++
+				if lim.MaxSpans > 0 && c.Spans > lim.MaxSpans {
+					return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: c.Spans}
 				}
 				top.childBytes += fieldSize(int(l))
 				if int(l) > top.maxChild {

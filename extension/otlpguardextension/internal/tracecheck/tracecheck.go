@@ -21,6 +21,12 @@ type Limits struct {
 	MaxValueDepth int
 	// MaxSpans is the most spans one request may hold.
 	MaxSpans int
+	// MaxItems is the most repeated elements one request may hold: resource
+	// spans, scope spans, spans, events, links, attributes, array and map
+	// elements. Each costs a decoded struct however few bytes it has on
+	// the wire (an empty attribute is 2 bytes), so it is what bounds the
+	// memory a request decodes to.
+	MaxItems int
 	// MaxSpanBytes is the largest export request one span may need on its
 	// own: the span with its resource and scope, as uncompressed protobuf.
 	MaxSpanBytes int
@@ -33,6 +39,7 @@ type Reason string
 const (
 	ValueTooDeep Reason = "value_too_deep"
 	TooManySpans Reason = "too_many_spans"
+	TooManyItems Reason = "too_many_items"
 	SpanTooLarge Reason = "span_too_large"
 	Malformed    Reason = "malformed"
 )
@@ -58,6 +65,8 @@ func (e *Error) Error() string {
 			e.Limit, e.Path, e.Limit)
 	case TooManySpans:
 		return fmt.Sprintf("request holds more than %d spans (the limit per request is %d; send smaller batches)", e.Limit, e.Limit)
+	case TooManyItems:
+		return fmt.Sprintf("request holds more than %d items (spans, events, links, attributes, array and map elements; the limit per request is %d; send smaller batches)", e.Limit, e.Limit)
 	case SpanTooLarge:
 		return fmt.Sprintf("span %s needs %d bytes on its own, over the export limit of %d bytes (OTLP_BACKEND_MAX_REQUEST_BYTES): it could never be delivered",
 			e.Path, e.Got, e.Limit)
@@ -67,6 +76,11 @@ func (e *Error) Error() string {
 		}
 		return "malformed OTLP request at " + e.Path + ": " + e.Detail
 	}
+}
+
+// Counts is what a request that passed holds.
+type Counts struct {
+	Spans, Items int
 }
 
 // msg is an OTLP trace message type the walks descend into; every other

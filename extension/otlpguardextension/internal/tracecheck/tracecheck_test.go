@@ -106,8 +106,8 @@ func TestLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for enc, check := range map[string]func() *Error{
-				"proto": func() *Error { return Proto(protoOf(t, tc.td), tc.lim) },
-				"json":  func() *Error { return JSON(jsonOf(t, tc.td), tc.lim) },
+				"proto": func() *Error { return protoErr(protoOf(t, tc.td), tc.lim) },
+				"json":  func() *Error { return jsonErr(jsonOf(t, tc.td), tc.lim) },
 			} {
 				err := check()
 				if tc.reason == "" {
@@ -138,11 +138,11 @@ func TestSpanTooLargeGotIsExact(t *testing.T) {
 		}
 	}
 	want := exportSize(t, td, 0, 2, 3)
-	err := Proto(protoOf(t, td), Limits{MaxSpanBytes: 1000})
+	err := protoErr(protoOf(t, td), Limits{MaxSpanBytes: 1000})
 	require.NotNil(t, err)
 	assert.Equal(t, want, err.Got)
 	assert.Equal(t, "resource_spans[0].scope_spans[2].spans[3]", err.Path)
-	assert.Nil(t, Proto(protoOf(t, td), Limits{MaxSpanBytes: want}))
+	assert.Nil(t, protoErr(protoOf(t, td), Limits{MaxSpanBytes: want}))
 }
 
 // deepArray is the raw protobuf of a request whose one span's attribute
@@ -192,14 +192,14 @@ func TestDeepRawRequest(t *testing.T) {
 		depth++
 	}
 	assert.Equal(t, 41, depth)
-	assert.Nil(t, Proto(b, Limits{MaxValueDepth: 41}))
-	err2 := Proto(b, Limits{MaxValueDepth: 40})
+	assert.Nil(t, protoErr(b, Limits{MaxValueDepth: 41}))
+	err2 := protoErr(b, Limits{MaxValueDepth: 40})
 	require.NotNil(t, err2)
 	assert.Equal(t, ValueTooDeep, err2.Reason)
 
 	// 460,000 levels, as in the attack: refused at level 33, cheaply.
 	huge := deepArray(460000)
-	e := Proto(huge, Limits{MaxValueDepth: 32})
+	e := protoErr(huge, Limits{MaxValueDepth: 32})
 	require.NotNil(t, e)
 	assert.Equal(t, ValueTooDeep, e.Reason)
 	assert.Equal(t, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value", e.Path)
@@ -209,21 +209,21 @@ func TestJSONDeepNesting(t *testing.T) {
 	const levels = 100000
 	body := `{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":` +
 		strings.Repeat(`{"arrayValue":{"values":[`, levels) + `{"boolValue":true}` + strings.Repeat(`]}}`, levels) + `}]}]}]}]}`
-	e := JSON([]byte(body), Limits{MaxValueDepth: 32})
+	e := jsonErr([]byte(body), Limits{MaxValueDepth: 32})
 	require.NotNil(t, e)
 	assert.Equal(t, ValueTooDeep, e.Reason)
 	assert.Equal(t, "resource_spans[0].scope_spans[0].spans[0].attributes[0].value", e.Path)
 
 	// Deep nesting inside a field the walk does not know is bounded too.
 	unknown := `{"resourceSpans":[{"x":` + strings.Repeat("[", levels) + strings.Repeat("]", levels) + `}]}`
-	e = JSON([]byte(unknown), Limits{MaxValueDepth: 32})
+	e = jsonErr([]byte(unknown), Limits{MaxValueDepth: 32})
 	require.NotNil(t, e)
 	assert.Equal(t, ValueTooDeep, e.Reason)
 }
 
 func TestSnakeCaseJSON(t *testing.T) {
 	body := `{"resource_spans":[{"scope_spans":[{"spans":[{},{},{}]}]}]}`
-	e := JSON([]byte(body), Limits{MaxSpans: 2})
+	e := jsonErr([]byte(body), Limits{MaxSpans: 2})
 	require.NotNil(t, e)
 	assert.Equal(t, TooManySpans, e.Reason)
 }
@@ -237,7 +237,7 @@ func TestMalformed(t *testing.T) {
 		"truncated fixed":  {0x0a, 0x03, 0x19, 0x00, 0x00},
 		"truncated nested": {0x0a, 0x02, 0x12, 0x05},
 	} {
-		e := Proto(b, Limits{})
+		e := protoErr(b, Limits{})
 		if assert.NotNil(t, e, name) {
 			assert.Equal(t, Malformed, e.Reason, name)
 		}
@@ -249,7 +249,7 @@ func TestMalformed(t *testing.T) {
 		"empty":       ``,
 		"bad literal": `{"resourceSpans":nope}`,
 	} {
-		e := JSON([]byte(b), Limits{})
+		e := jsonErr([]byte(b), Limits{})
 		if assert.NotNil(t, e, name) {
 			assert.Equal(t, Malformed, e.Reason, name)
 			assert.NotContains(t, e.Error(), "nope", "errors must not quote the request")
@@ -262,9 +262,9 @@ func FuzzProto(f *testing.F) {
 	f.Add(protoOf(f, nested(5, true)))
 	f.Add(protoOf(f, spans(3)))
 	f.Add(deepArray(40))
-	lim := Limits{MaxValueDepth: 4, MaxSpans: 5, MaxSpanBytes: 200}
+	lim := Limits{MaxValueDepth: 4, MaxSpans: 5, MaxSpanBytes: 200, MaxItems: 30}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		err := Proto(b, lim)
+		counts, err := Proto(b, lim)
 		td, derr := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
 		if derr != nil || err != nil {
 			return
@@ -279,8 +279,12 @@ func FuzzProto(f *testing.F) {
 				}
 			}
 		}
-		// And the JSON walk agrees on the same request.
-		assert.Nil(t, JSON(jsonOf(t, td), lim))
+		// And the JSON walk agrees on the same request (it may see fewer
+		// items: of two oneof values on the wire, the decoder keeps one).
+		jc, jerr := JSON(jsonOf(t, td), lim)
+		assert.Nil(t, jerr)
+		assert.Equal(t, counts.Spans, jc.Spans)
+		assert.LessOrEqual(t, jc.Items, counts.Items)
 	})
 }
 
@@ -290,7 +294,7 @@ func FuzzJSON(f *testing.F) {
 	f.Add([]byte(`{"resource_spans":[{"scope_spans":[{"spans":[{"attributes":[{"key":"a","value":{"kvlist_value":{"values":[]}}}]}]}]}]}`))
 	lim := Limits{MaxValueDepth: 4, MaxSpans: 5}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		err := JSON(b, lim)
+		err := jsonErr(b, lim)
 		td, derr := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(b)
 		if derr != nil || err != nil {
 			return
@@ -338,4 +342,38 @@ func maxDepth(td ptrace.Traces) int {
 		}
 	}
 	return deepest
+}
+
+func protoErr(b []byte, lim Limits) *Error {
+	_, err := Proto(b, lim)
+	return err
+}
+
+func jsonErr(b []byte, lim Limits) *Error {
+	_, err := JSON(b, lim)
+	return err
+}
+
+func TestItems(t *testing.T) {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()                   // 1
+	rs.Resource().Attributes().PutStr("service.name", "svc") // 2
+	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty() // 3, 4
+	s.Attributes().PutEmptySlice("a").AppendEmpty()          // 5, 6
+	s.Events().AppendEmpty().Attributes().PutStr("e", "v")   // 7, 8
+	s.Links().AppendEmpty()                                  // 9
+	m := s.Attributes().PutEmptyMap("m")                     // 10
+	m.PutStr("x", "y")                                       // 11
+	for name, check := range map[string]func(Limits) (Counts, *Error){
+		"proto": func(l Limits) (Counts, *Error) { return Proto(protoOf(t, td), l) },
+		"json":  func(l Limits) (Counts, *Error) { return JSON(jsonOf(t, td), l) },
+	} {
+		c, err := check(Limits{MaxItems: 11})
+		assert.Nil(t, err, name)
+		assert.Equal(t, Counts{Spans: 1, Items: 11}, c, name)
+		_, err = check(Limits{MaxItems: 10})
+		if assert.NotNil(t, err, name) {
+			assert.Equal(t, TooManyItems, err.Reason, name)
+		}
+	}
 }
