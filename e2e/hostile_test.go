@@ -502,6 +502,29 @@ func TestHostileWorstCaseWithinLimits(t *testing.T) {
 	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
 	time.Sleep(time.Second)
 	base, _ := procRSS(col.PID())
+	// For comparison, a 3.6 MB request of spans like an SDK's: 6,000 spans
+	// of 10 attributes.
+	real := ptrace.NewTraces()
+	rs := real.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "checkout")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	for i := range 6000 {
+		sp := spans.AppendEmpty()
+		sp.SetName("SELECT orders")
+		sp.SetTraceID([16]byte{1, byte(i), byte(i >> 8)})
+		sp.SetSpanID([8]byte{2, byte(i), byte(i >> 8)})
+		for a := range 10 {
+			sp.Attributes().PutStr(fmt.Sprintf("app.attribute.%d", a), strings.Repeat("v", 40))
+		}
+	}
+	realBody := protoBody(t, real)
+	got, realPeak := attack(t, col, realBody, 1, 1)
+	if got[codes.OK] != 1 {
+		t.Fatalf("a request of real spans: %v, want OK", got)
+	}
+	t.Logf("one %d-byte request of 6,000 real spans: RssAnon %d MiB before, peak %d MiB", len(realBody), base>>20, realPeak>>20)
+	time.Sleep(2 * time.Second)
+	base, _ = procRSS(col.PID())
 	body := emptyAttrsRequest(262144 - 3) // with its resource spans, scope spans and span
 	got, one := attack(t, col, body, 1, 1)
 	if got[codes.OK] != 1 {

@@ -1,6 +1,9 @@
 package tracecheck // import "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension/internal/tracecheck"
 
-import "fmt"
+import (
+	"fmt"
+	"math/bits"
+)
 
 // pframe is one open message of the protobuf walk.
 type pframe struct {
@@ -10,13 +13,31 @@ type pframe struct {
 	step       pathElem
 	counts     [3]int // indexes of repeated children, by field.countIndex
 
-	// Span sizes, for MaxSpanBytes. In a ScopeSpans: the bytes of its span
-	// fields and its largest span. In a ResourceSpans: the bytes of its
-	// scope_spans fields, and the largest one-span ScopeSpans it could send.
+	// Sizes for MaxSpanBytes, as pdata encodes the message (the exporter
+	// encodes with pdata): delta is what pdata's encoding adds to the wire
+	// bytes, as it always writes some fields (span ids and status, link
+	// ids, a key's value, scope, resource) that a sender may leave out;
+	// seen has a bit for each field number under 32 present on the wire.
+	// In a ScopeSpans: the encoded bytes of its span fields and its largest
+	// span. In a ResourceSpans: the encoded bytes of its scope_spans
+	// fields, and the largest one-span ScopeSpans it could send.
+	delta      int
+	seen       uint32
 	childBytes int
 	maxChild   int // -1 until a span (scope) is seen
 	maxIdx     int // index of that span (ScopeSpans) or scope_spans (ResourceSpans)
 	maxSpanIdx int // ResourceSpans: index of the span within that scope_spans
+}
+
+// alwaysEncoded are the fields pdata writes even when empty (2 bytes
+// each: a one-byte tag and a zero length), by message type.
+var alwaysEncoded = [...]uint32{
+	mSpan:          1<<1 | 1<<2 | 1<<4 | 1<<15, // trace_id, span_id, parent_span_id, status
+	mLink:          1<<1 | 1<<2,                // trace_id, span_id
+	mKeyValue:      1 << 2,                     // value
+	mScopeSpans:    1 << 1,                     // scope
+	mResourceSpans: 1 << 1,                     // resource
+	mKeyValueList:  0,
 }
 
 // Proto checks an ExportTraceServiceRequest in the protobuf wire format. It
@@ -55,6 +76,9 @@ func protoWalk(b []byte, lim Limits, c *Counts) *Error {
 		num, wire := tag>>3, tag&7
 		if num == 0 || num > 1<<29-1 {
 			return malformed(stack, "field number out of range")
+		}
+		if num < 32 {
+			top.seen |= 1 << num
 		}
 		switch wire {
 		case 0:
@@ -103,10 +127,6 @@ func protoWalk(b []byte, lim Limits, c *Counts) *Error {
 				if lim.MaxSpans > 0 && c.Spans > lim.MaxSpans {
 					return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: c.Spans}
 				}
-				top.childBytes += fieldSize(int(l))
-				if int(l) > top.maxChild {
-					top.maxChild, top.maxIdx = int(l), child.step.index
-				}
 			}
 			stack = append(stack, child)
 		default:
@@ -115,18 +135,29 @@ func protoWalk(b []byte, lim Limits, c *Counts) *Error {
 	}
 }
 
-// closeFrame folds the span sizes of the frame on top of stack into its
+// closeFrame folds the encoded size of the frame on top of stack into its
 // parent, and checks MaxSpanBytes when a ResourceSpans is complete.
 func closeFrame(stack []pframe, lim Limits) *Error {
 	c, parent := &stack[len(stack)-1], &stack[len(stack)-2]
+	if int(c.typ) < len(alwaysEncoded) {
+		c.delta += 2 * bits.OnesCount32(alwaysEncoded[c.typ]&^c.seen)
+	}
+	wire := c.end - c.start
+	n := wire + c.delta // as pdata encodes it
+	parent.delta += fieldSize(n) - fieldSize(wire)
 	switch c.typ {
+	case mSpan:
+		parent.childBytes += fieldSize(n)
+		if n > parent.maxChild {
+			parent.maxChild, parent.maxIdx = n, c.step.index
+		}
 	case mScopeSpans:
-		parent.childBytes += fieldSize(c.end - c.start)
+		parent.childBytes += fieldSize(n)
 		if c.maxChild < 0 {
 			return nil
 		}
 		// This scope_spans with only its largest span in it.
-		one := c.end - c.start - c.childBytes + fieldSize(c.maxChild)
+		one := n - c.childBytes + fieldSize(c.maxChild)
 		if one > parent.maxChild {
 			parent.maxChild, parent.maxIdx, parent.maxSpanIdx = one, c.step.index, c.maxIdx
 		}
@@ -135,7 +166,7 @@ func closeFrame(stack []pframe, lim Limits) *Error {
 			return nil
 		}
 		// The request a single span needs: its resource, its scope, itself.
-		size := fieldSize(c.end - c.start - c.childBytes + fieldSize(c.maxChild))
+		size := fieldSize(n - c.childBytes + fieldSize(c.maxChild))
 		if size > lim.MaxSpanBytes {
 			return &Error{Reason: SpanTooLarge, Limit: lim.MaxSpanBytes, Got: size,
 				Path: fmt.Sprintf("resource_spans[%d].scope_spans[%d].spans[%d]", c.step.index, c.maxIdx, c.maxSpanIdx)}
@@ -166,7 +197,8 @@ func malformed(stack []pframe, detail string) *Error {
 }
 
 // fieldSize is the wire size of a length-delimited field with a one-byte
-// tag (field numbers 1 to 15, which every field sized here has).
+// tag (field numbers 1 to 15: every field pdata encodes here; the
+// deprecated scope spans, field 1000, are encoded as scope_spans).
 func fieldSize(n int) int { return 1 + varintLen(uint64(n)) + n }
 
 func varintLen(v uint64) int {

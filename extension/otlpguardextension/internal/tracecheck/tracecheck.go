@@ -115,11 +115,17 @@ type field struct {
 
 // fields lists, per message type, the fields that lead to spans or values.
 var fields = [...][]field{
-	mRequest:       {{num: 1, snake: "resource_spans", camel: "resourceSpans", typ: mResourceSpans, repeated: true}},
-	mResourceSpans: {{num: 1, snake: "resource", typ: mResource}, {num: 2, snake: "scope_spans", camel: "scopeSpans", typ: mScopeSpans, repeated: true}},
-	mResource:      {{num: 1, snake: "attributes", typ: mKeyValue, repeated: true}},
-	mScopeSpans:    {{num: 1, snake: "scope", typ: mScope}, {num: 2, snake: "spans", typ: mSpan, repeated: true}},
-	mScope:         {{num: 3, snake: "attributes", typ: mKeyValue, repeated: true}},
+	mRequest: {{num: 1, snake: "resource_spans", camel: "resourceSpans", typ: mResourceSpans, repeated: true}},
+	mResourceSpans: {
+		{num: 1, snake: "resource", typ: mResource},
+		{num: 2, snake: "scope_spans", camel: "scopeSpans", typ: mScopeSpans, repeated: true},
+		// OTLP's old instrumentation_library_spans: pdata still decodes it
+		// (and uses it when scope_spans is empty), so it is walked too.
+		{num: 1000, snake: "deprecated_scope_spans", camel: "deprecatedScopeSpans", typ: mScopeSpans, repeated: true, countIndex: 1},
+	},
+	mResource:   {{num: 1, snake: "attributes", typ: mKeyValue, repeated: true}},
+	mScopeSpans: {{num: 1, snake: "scope", typ: mScope}, {num: 2, snake: "spans", typ: mSpan, repeated: true}},
+	mScope:      {{num: 3, snake: "attributes", typ: mKeyValue, repeated: true}},
 	mSpan: {
 		{num: 9, snake: "attributes", typ: mKeyValue, repeated: true},
 		{num: 11, snake: "events", typ: mEvent, repeated: true, countIndex: 1},

@@ -1,6 +1,7 @@
 package tracecheck
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
 
 // nested returns a span whose attribute "v" is a value depth levels deep,
@@ -265,10 +267,12 @@ func FuzzProto(f *testing.F) {
 	lim := Limits{MaxValueDepth: 4, MaxSpans: 5, MaxSpanBytes: 200, MaxItems: 30}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		counts, err := Proto(b, lim)
-		td, derr := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(b)
-		if derr != nil || err != nil {
+		// Decoded as the receivers decode it (deprecated scope spans moved).
+		er := ptraceotlp.NewExportRequest()
+		if derr := er.UnmarshalProto(b); derr != nil || err != nil {
 			return
 		}
+		td := er.Traces()
 		// Passed the walk and decodes: it must be within every limit.
 		assert.LessOrEqual(t, td.SpanCount(), lim.MaxSpans)
 		assert.LessOrEqual(t, maxDepth(td), lim.MaxValueDepth)
@@ -376,4 +380,41 @@ func TestItems(t *testing.T) {
 			assert.Equal(t, TooManyItems, err.Reason, name)
 		}
 	}
+}
+
+// pdata still decodes OTLP's old instrumentation_library_spans (field 1000
+// of ResourceSpans): spans there count like any other.
+func TestDeprecatedScopeSpans(t *testing.T) {
+	scope := []byte{0x12, 0x00, 0x12, 0x00, 0x12, 0x00}          // three empty spans
+	rs := append([]byte{0xc2, 0x3e, byte(len(scope))}, scope...) // field 1000, wire type 2
+	req := append([]byte{0x0a, byte(len(rs))}, rs...)
+	// As the receivers decode it (the gRPC service and OTLP/HTTP).
+	er := ptraceotlp.NewExportRequest()
+	require.NoError(t, er.UnmarshalProto(req))
+	require.Equal(t, 3, er.Traces().SpanCount(), "the receivers decode them")
+	c, e := Proto(req, Limits{MaxSpans: 3})
+	assert.Nil(t, e)
+	assert.Equal(t, 3, c.Spans)
+	e = protoErr(req, Limits{MaxSpans: 2})
+	require.NotNil(t, e)
+	assert.Equal(t, TooManySpans, e.Reason)
+	e = jsonErr([]byte(`{"resourceSpans":[{"deprecatedScopeSpans":[{"spans":[{},{},{}]}]}]}`), Limits{MaxSpans: 2})
+	require.NotNil(t, e)
+	assert.Equal(t, TooManySpans, e.Reason)
+}
+
+// pdata writes span ids, status, scope and resource even when a sender
+// leaves them out: the size check counts them, as the export will.
+func TestSpanSizeAsPdataEncodes(t *testing.T) {
+	name := bytes.Repeat([]byte{'n'}, 100)
+	span := append([]byte{0x2a, byte(len(name))}, name...) // name only
+	req := append([]byte{0x0a, byte(len(span) + 4), 0x12, byte(len(span) + 2), 0x12, byte(len(span))}, span...)
+	td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(req)
+	require.NoError(t, err)
+	encoded := (&ptrace.ProtoMarshaler{}).TracesSize(td)
+	require.Greater(t, encoded, len(req))
+	assert.Nil(t, protoErr(req, Limits{MaxSpanBytes: encoded}))
+	e := protoErr(req, Limits{MaxSpanBytes: encoded - 1})
+	require.NotNil(t, e)
+	assert.Equal(t, encoded, e.Got)
 }
