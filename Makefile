@@ -180,7 +180,7 @@ test-e2e: $(BINARY) $(TELEMETRYGEN)
 .PHONY: test-soak
 test-soak: $(BINARY)
 	OTELCOL_ISTIO_SOAK=1 OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) \
-	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter' ./e2e/
+	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter|TestHostile' ./e2e/
 
 ## bench: micro benchmarks of every module, then the end-to-end benchmark of the binary (under 10 min); table in bench/results/
 .PHONY: bench

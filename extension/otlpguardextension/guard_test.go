@@ -132,7 +132,7 @@ func startGRPC(t *testing.T, g *guard, s *sink) ptraceotlp.GRPCClient {
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(16<<20)))
 	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 	return ptraceotlp.NewGRPCClient(conn)
 }
 
@@ -234,7 +234,7 @@ func startHTTP(t *testing.T, g *guard, s *sink) string {
 func post(t *testing.T, url, contentType string, body []byte) (int, *status.Status) {
 	resp, err := http.Post(url, contentType, bytes.NewReader(body))
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	if resp.StatusCode == http.StatusOK {
@@ -316,7 +316,7 @@ func TestHTTPInFlightBudget(t *testing.T) {
 	<-s.in
 	resp, err := http.Post(url, contentProto, bytes.NewReader(body))
 	require.NoError(t, err)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
 	close(s.block)
