@@ -22,8 +22,8 @@ import (
 // On gRPC, grpc-go reads a whole message (within max_recv_msg_size_mib)
 // before anything of ours runs. Three server options share the work:
 //
-//   - a codec sees the raw message before pdata decodes it: it admits its
-//     bytes into the budget, walks it, and decodes it only if it passes.
+//   - a codec sees the raw message before pdata decodes it: it walks it,
+//     admits it into the budget, and decodes it only if both pass.
 //     A codec cannot choose the status (grpc-go answers every Unmarshal
 //     error with Internal), so a refused message is left undecoded and its
 //     verdict kept, keyed by the message it was to fill;
@@ -75,12 +75,12 @@ func (c *guardCodec) Marshal(v any) (mem.BufferSlice, error) { return c.delegate
 
 func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	n := int64(data.Len())
-	if !c.g.budget.acquire(n) {
-		c.pending.Store(v, c.busy(n))
-		return nil
-	}
 	um, ok := v.(unmarshaler)
 	if !ok || !isTraceRequest(v) {
+		if !c.g.budget.acquire(n) {
+			c.pending.Store(v, c.busy(n))
+			return nil
+		}
 		if err := c.delegate.Unmarshal(data, v); err != nil {
 			c.g.budget.release(n)
 			return err
@@ -94,24 +94,21 @@ func (c *guardCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	counts, cerr := tracecheck.Proto(b, c.g.limits)
 	if cerr != nil {
 		code, fields := checkError(cerr)
-		c.pending.Store(v, &verdict{reserved: n, code: code, reason: string(cerr.Reason), msg: cerr.Error(),
+		c.pending.Store(v, &verdict{code: code, reason: string(cerr.Reason), msg: cerr.Error(),
 			fields: append(fields, zap.Int64("request_bytes", n))})
 		return nil
 	}
-	// What it will decode to: admitted only if that fits too.
-	if extra := cost(counts); extra > 0 {
-		if !c.g.budget.acquire(extra) {
-			c.g.budget.release(n)
-			c.pending.Store(v, c.busy(n+extra))
-			return nil
-		}
-		n += extra
+	// Admitted for its bytes and what it will decode to, before decoding.
+	reserved := n + cost(counts)
+	if !c.g.budget.acquire(reserved) {
+		c.pending.Store(v, c.busy(reserved))
+		return nil
 	}
 	if err := um.UnmarshalProto(b); err != nil {
-		c.g.budget.release(n)
+		c.g.budget.release(reserved)
 		return err
 	}
-	c.pending.Store(v, &verdict{reserved: n})
+	c.pending.Store(v, &verdict{reserved: reserved})
 	return nil
 }
 

@@ -46,26 +46,13 @@ func (g *guard) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Hand
 		return
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var reserved int64
-	defer func() { g.budget.release(reserved) }()
 	refuse := func(code codes.Code, httpStatus int, reason, msg string, fields ...zap.Field) {
 		g.refused(r.Context(), refusal{transport: "http", reason: reason, client: r.RemoteAddr, code: code, msg: msg, fields: fields})
 		writeStatus(w, ct, httpStatus, code, msg)
 	}
-	busy := func(n int64) {
-		refuse(codes.Unavailable, http.StatusServiceUnavailable, reasonInFlight,
-			"the collector is busy with other requests; retry later",
-			zap.Int64("request_cost", n), zap.Int64("in_flight_limit", g.budget.limit))
-	}
-	// Admit what the sender announces before reading it; what a chunked or
-	// compressed body turns out to hold is admitted once read.
-	if r.ContentLength > 0 {
-		if !g.budget.acquire(r.ContentLength) {
-			busy(r.ContentLength)
-			return
-		}
-		reserved = r.ContentLength
-	}
+	// The body is read before it is admitted, as grpc-go reads a message:
+	// admitting a Content-Length before reading would let slow senders
+	// hold the budget while they dribble.
 	body, err := readBody(r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -80,29 +67,14 @@ func (g *guard) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Hand
 		refuse(codes.InvalidArgument, http.StatusBadRequest, string(tracecheck.Malformed), "failed to read the request body: "+err.Error())
 		return
 	}
-	if extra := int64(len(body)) - reserved; extra > 0 {
-		if !g.budget.acquire(extra) {
-			busy(int64(len(body)))
-			return
-		}
-		reserved += extra
-	}
+	var counts tracecheck.Counts
 	if isTracesPath(r.URL.Path) {
 		var cerr *tracecheck.Error
-		var counts tracecheck.Counts
 		switch ct {
 		case contentProto:
 			counts, cerr = tracecheck.Proto(body, g.limits)
 		case contentJSON:
 			counts, cerr = tracecheck.JSON(body, g.limits)
-		}
-		if cerr == nil && cost(counts) > 0 {
-			// What it will decode to: admitted only if that fits too.
-			if !g.budget.acquire(cost(counts)) {
-				busy(int64(len(body)) + cost(counts))
-				return
-			}
-			reserved += cost(counts)
 		}
 		if cerr != nil {
 			code, fields := checkError(cerr)
@@ -114,6 +86,15 @@ func (g *guard) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Hand
 			return
 		}
 	}
+	// Admitted for its bytes and what it will decode to.
+	reserved := int64(len(body)) + cost(counts)
+	if !g.budget.acquire(reserved) {
+		refuse(codes.Unavailable, http.StatusServiceUnavailable, reasonInFlight,
+			"the collector is busy with other requests; retry later",
+			zap.Int64("request_cost", reserved), zap.Int64("in_flight_limit", g.budget.limit))
+		return
+	}
+	defer g.budget.release(reserved)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	next.ServeHTTP(w, r)
