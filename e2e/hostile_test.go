@@ -162,6 +162,41 @@ func attack(t *testing.T, col *harness.Collector, body []byte, senders, rounds i
 	}
 }
 
+// attackHTTP is attack over OTLP/HTTP (protobuf): answers by HTTP status.
+func attackHTTP(t *testing.T, col *harness.Collector, body []byte, senders, rounds int) (map[int]int, int) {
+	var mu sync.Mutex
+	got := map[int]int{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for range rounds {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				resp, err := harness.PostHTTP(ctx, "http://"+col.HTTPEndpoint, "application/x-protobuf", body, nil)
+				cancel()
+				code := -1
+				if err == nil {
+					code = resp.Status
+				}
+				mu.Lock()
+				got[code]++
+				mu.Unlock()
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
+	peak := 0
+	for {
+		anon, _ := procRSS(col.PID())
+		peak = max(peak, anon)
+		select {
+		case <-done:
+			return got, peak
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // guardRefused is otelcol_otlp_guard_requests_refused for reason and transport.
 func guardRefused(t *testing.T, col *harness.Collector, reason, transport string) int {
 	metrics := get(t, "http://"+col.MetricsEndpoint+"/metrics")
@@ -488,6 +523,18 @@ func TestHostileEmptyAttributes(t *testing.T) {
 	if n := guardRefused(t, col, "too_many_items", "grpc"); n == 0 || n != got[codes.ResourceExhausted] {
 		t.Errorf("too_many_items/grpc counted %d, want %d", n, got[codes.ResourceExhausted])
 	}
+	// The same over OTLP/HTTP, 8 at once: 413 (or 503 while the budget is spent).
+	httpGot, httpPeak := attackHTTP(t, col, body, 8, int(soakOr(2, 20)))
+	t.Logf("the same over HTTP: answers %v, peak RssAnon %d MiB", httpGot, httpPeak>>20)
+	for code := range httpGot {
+		if code != http.StatusRequestEntityTooLarge && code != http.StatusServiceUnavailable {
+			t.Errorf("HTTP answer %d, want 413 (or 503)", code)
+		}
+	}
+	if n := guardRefused(t, col, "too_many_items", "http"); n == 0 || n != httpGot[http.StatusRequestEntityTooLarge] {
+		t.Errorf("too_many_items/http counted %d, want %d", n, httpGot[http.StatusRequestEntityTooLarge])
+	}
+	peak = max(peak, httpPeak)
 	if peak >= hostileRSSBound {
 		t.Errorf("anonymous RSS peaked at %d MiB, over %d MiB", peak>>20, hostileRSSBound>>20)
 	}
