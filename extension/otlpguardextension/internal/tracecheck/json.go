@@ -1,11 +1,8 @@
 package tracecheck // import "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension/internal/tracecheck"
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
@@ -34,8 +31,10 @@ func jsonDepth(limit int) int {
 	return 4*limit + 16
 }
 
-// JSON checks an ExportTraceServiceRequest in OTLP/JSON with a streaming
-// token walk (encoding/json's Decoder.Token, which does not recurse).
+// JSON checks an ExportTraceServiceRequest in OTLP/JSON with a byte scanner
+// that tracks objects, arrays and keys on an explicit stack (no recursion,
+// no allocation beyond the stack); the decoder checks the rest of the
+// syntax.
 // Field names are accepted in lowerCamelCase and snake_case, as the OTLP
 // JSON decoders accept them. MaxSpanBytes is checked only for bodies
 // larger than it (a span's protobuf encoding is never larger than its
@@ -62,106 +61,155 @@ func JSON(b []byte, lim Limits) (Counts, *Error) {
 }
 
 func jsonWalk(b []byte, lim Limits, c *Counts) *Error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
 	maxDepth := jsonDepth(lim.MaxValueDepth)
 	var stack []jframe
 	done := false
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
+	for i := 0; ; {
+		for i < len(b) && isSpace(b[i]) {
+			i++
+		}
+		if i == len(b) {
 			if !done {
 				return &Error{Reason: Malformed, Detail: "empty or truncated JSON"}
 			}
 			return nil
 		}
-		if err != nil {
-			return jsonMalformed(stack, syntaxDetail(err))
-		}
 		if done {
-			return &Error{Reason: Malformed, Detail: "data after the request object"}
+			return &Error{Reason: Malformed, Detail: fmt.Sprintf("data after the request object at byte %d", i)}
 		}
-		d, isDelim := tok.(json.Delim)
-		if isDelim && (d == '}' || d == ']') {
+		var top *jframe
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		switch ch := b[i]; ch {
+		case ',', ':':
+			// The frames track keys and values; the decoder checks the
+			// punctuation between them.
+			i++
+		case '}', ']':
+			if top == nil || top.isArray != (ch == ']') {
+				return jsonMalformed(stack, fmt.Sprintf("unexpected %q at byte %d", ch, i))
+			}
+			i++
 			stack = stack[:len(stack)-1]
 			if len(stack) == 0 {
 				done = true
 				continue
 			}
 			valueDone(&stack[len(stack)-1])
-			continue
-		}
-		if len(stack) > 0 {
-			top := &stack[len(stack)-1]
+		case '"':
+			end, escaped := scanString(b, i)
+			if end < 0 {
+				return jsonMalformed(stack, fmt.Sprintf("bad string at byte %d", i))
+			}
+			if top == nil {
+				return &Error{Reason: Malformed, Detail: "the request is not a JSON object"}
+			}
 			if !top.isArray && top.expectKey {
-				// A key (Token returns keys as strings).
-				key, _ := tok.(string)
 				top.pending, top.expectKey = nil, false
 				if top.typ != mNone {
-					top.pending = childByName(top.typ, key)
+					key := b[i+1 : end-1]
+					if escaped {
+						// Rare: decode the key as the OTLP decoders do.
+						var k string
+						if err := json.Unmarshal(b[i:end], &k); err != nil {
+							return jsonMalformed(stack, fmt.Sprintf("bad key at byte %d", i))
+						}
+						key = []byte(k)
+					}
+					top.pending = childByKey(top.typ, key)
 				}
-				continue
-			}
-		}
-		if !isDelim {
-			if len(stack) == 0 {
-				return &Error{Reason: Malformed, Detail: "the request is not a JSON object"}
-			}
-			valueDone(&stack[len(stack)-1])
-			continue
-		}
-		// '{' or '[': what is this value?
-		child := jframe{isArray: d == '[', expectKey: d == '{'}
-		if len(stack) == 0 {
-			if d != '{' {
-				return &Error{Reason: Malformed, Detail: "the request is not a JSON object"}
-			}
-			child.typ = mRequest
-		} else {
-			top := &stack[len(stack)-1]
-			child.anyDepth = top.anyDepth
-			var f *field
-			index := -1
-			if top.isArray {
-				f, index = top.arr, top.elems
 			} else {
-				f = top.pending
+				valueDone(top)
 			}
-			switch {
-			case f == nil:
-			case d == '[' && f.repeated && !top.isArray:
-				child.arr, child.typ = f, f.typ
-			case d == '{' && (f.repeated == top.isArray):
-				child.typ, child.step = f.typ, pathElem{f: f, index: index}
-				if f.repeated {
-					c.Items++
-					if lim.MaxItems > 0 && c.Items > lim.MaxItems {
-						return &Error{Reason: TooManyItems, Limit: lim.MaxItems, Got: c.Items}
+			i = end
+		case '{', '[':
+			d := ch
+			child := jframe{isArray: d == '[', expectKey: d == '{'}
+			if top == nil {
+				if d != '{' {
+					return &Error{Reason: Malformed, Detail: "the request is not a JSON object"}
+				}
+				child.typ = mRequest
+			} else {
+				if !top.isArray && top.expectKey {
+					return jsonMalformed(stack, fmt.Sprintf("object key expected at byte %d", i))
+				}
+				child.anyDepth = top.anyDepth
+				var f *field
+				index := -1
+				if top.isArray {
+					f, index = top.arr, top.elems
+				} else {
+					f = top.pending
+				}
+				switch {
+				case f == nil:
+				case d == '[' && f.repeated && !top.isArray:
+					child.arr, child.typ = f, f.typ
+				case d == '{' && (f.repeated == top.isArray):
+					child.typ, child.step = f.typ, pathElem{f: f, index: index}
+					if f.repeated {
+						c.Items++
+						if lim.MaxItems > 0 && c.Items > lim.MaxItems {
+							return &Error{Reason: TooManyItems, Limit: lim.MaxItems, Got: c.Items}
+						}
+					}
+				}
+				if d == '{' {
+					switch child.typ {
+					case mAnyValue:
+						child.anyDepth++
+						if lim.MaxValueDepth > 0 && child.anyDepth > lim.MaxValueDepth {
+							s := jsonSteps(append(stack, child))
+							return &Error{Reason: ValueTooDeep, Limit: lim.MaxValueDepth, Got: lim.MaxValueDepth + 1, Path: formatPath(s, valuePathSteps(s))}
+						}
+					case mSpan:
+						c.Spans++
+						if lim.MaxSpans > 0 && c.Spans > lim.MaxSpans {
+							return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: c.Spans}
+						}
 					}
 				}
 			}
-			if d == '{' {
-				switch child.typ {
-				case mAnyValue:
-					child.anyDepth++
-					if lim.MaxValueDepth > 0 && child.anyDepth > lim.MaxValueDepth {
-						s := jsonSteps(append(stack, child))
-						return &Error{Reason: ValueTooDeep, Limit: lim.MaxValueDepth, Got: lim.MaxValueDepth + 1, Path: formatPath(s, valuePathSteps(s))}
-					}
-				case mSpan:
-					c.Spans++
-					if lim.MaxSpans > 0 && c.Spans > lim.MaxSpans {
-						return &Error{Reason: TooManySpans, Limit: lim.MaxSpans, Got: c.Spans}
-					}
-				}
+			if len(stack)+1 > maxDepth {
+				s := jsonSteps(stack)
+				return &Error{Reason: ValueTooDeep, Limit: lim.MaxValueDepth, Got: lim.MaxValueDepth + 1, Path: formatPath(s, valuePathSteps(s))}
 			}
+			stack = append(stack, child)
+			i++
+		default:
+			// A number or a literal: up to the next delimiter.
+			start := i
+			for i < len(b) && !isSpace(b[i]) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ':' {
+				i++
+			}
+			if top == nil || (!top.isArray && top.expectKey) {
+				return jsonMalformed(stack, fmt.Sprintf("unexpected value at byte %d", start))
+			}
+			valueDone(top)
 		}
-		if len(stack)+1 > maxDepth {
-			s := jsonSteps(stack)
-			return &Error{Reason: ValueTooDeep, Limit: lim.MaxValueDepth, Got: lim.MaxValueDepth + 1, Path: formatPath(s, valuePathSteps(s))}
-		}
-		stack = append(stack, child)
 	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// scanString returns the index after the string starting at b[i] (a
+// quote) and whether it has escapes; -1 when it is not terminated or holds
+// a control character.
+func scanString(b []byte, i int) (end int, escaped bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, escaped
+		case c == '\\':
+			escaped = true
+			j++
+		case c < 0x20:
+			return -1, false
+		}
+	}
+	return -1, false
 }
 
 // valueDone moves the parent of a complete value on to the next key or element.
@@ -171,16 +219,6 @@ func valueDone(top *jframe) {
 		return
 	}
 	top.expectKey, top.pending = true, nil
-}
-
-// syntaxDetail says where the JSON broke, without quoting it: the
-// decoder's message quotes a character of the request.
-func syntaxDetail(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
-	}
-	return "invalid JSON"
 }
 
 func jsonSteps(stack []jframe) []pathElem {

@@ -148,10 +148,12 @@ func childByNum(parent msg, num int) *field {
 	return nil
 }
 
-func childByName(parent msg, name string) *field {
+// childByKey is the field of an OTLP/JSON key: lowerCamelCase or
+// snake_case, as the OTLP JSON decoders accept both.
+func childByKey(parent msg, key []byte) *field {
 	for i := range fields[parent] {
 		f := &fields[parent][i]
-		if name == f.snake || (f.camel != "" && name == f.camel) {
+		if string(key) == f.snake || (f.camel != "" && string(key) == f.camel) {
 			return f
 		}
 	}

@@ -3,6 +3,7 @@ package tracecheck
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -245,11 +246,12 @@ func TestMalformed(t *testing.T) {
 		}
 	}
 	for name, b := range map[string]string{
-		"truncated":   `{"resourceSpans":[`,
-		"not object":  `[]`,
-		"trailing":    `{} {}`,
-		"empty":       ``,
-		"bad literal": `{"resourceSpans":nope}`,
+		"truncated":    `{"resourceSpans":[`,
+		"not object":   `[]`,
+		"trailing":     `{} {}`,
+		"empty":        ``,
+		"bad string":   `{"resourceSpans":"nope`,
+		"key expected": `{"resourceSpans":[{nope:1}]}`,
 	} {
 		e := jsonErr([]byte(b), Limits{})
 		if assert.NotNil(t, e, name) {
@@ -300,6 +302,9 @@ func FuzzJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		err := jsonErr(b, lim)
 		td, derr := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(b)
+		if derr == nil && err != nil && err.Reason == Malformed && json.Valid(b) {
+			t.Errorf("valid JSON the decoder accepts refused as malformed: %v", err)
+		}
 		if derr != nil || err != nil {
 			return
 		}
@@ -417,4 +422,15 @@ func TestSpanSizeAsPdataEncodes(t *testing.T) {
 	e := protoErr(req, Limits{MaxSpanBytes: encoded - 1})
 	require.NotNil(t, e)
 	assert.Equal(t, encoded, e.Got)
+}
+
+// Keys with escapes are decoded as the OTLP decoders decode them.
+func TestEscapedJSONKeys(t *testing.T) {
+	body := `{"resource\u0053pans":[{"scope\u0053pans":[{"spans":[{},{},{}]}]}]}`
+	td, err := (&ptrace.JSONUnmarshaler{}).UnmarshalTraces([]byte(body))
+	require.NoError(t, err)
+	require.Equal(t, 3, td.SpanCount())
+	e := jsonErr([]byte(body), Limits{MaxSpans: 2})
+	require.NotNil(t, e)
+	assert.Equal(t, TooManySpans, e.Reason)
 }
