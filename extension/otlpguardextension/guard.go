@@ -156,13 +156,23 @@ type budget struct {
 	onChange func(delta int64)
 }
 
-// acquire admits n more bytes, unless that would go over the limit. A
-// request alone is always admitted, so that one larger than the budget
-// is not refused forever.
+// smallRequest is the cost up to which a request may use the reserve:
+// Envoy's flushes and SDK batches cost far less, so a flood of large
+// requests that spends the budget does not refuse them.
+const smallRequest = 1 << 20
+
+// acquire admits n more bytes, unless that would go over the limit. Small
+// requests have a reserve of an eighth of the limit on top that large ones
+// cannot use. A request alone is always admitted, so that one larger than
+// the budget is not refused forever.
 func (b *budget) acquire(n int64) bool {
+	limit := b.limit
+	if n <= smallRequest {
+		limit += b.limit / 8
+	}
 	for {
 		u := b.used.Load()
-		if b.limit > 0 && u > 0 && u+n > b.limit {
+		if b.limit > 0 && u > 0 && u+n > limit {
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+n) {

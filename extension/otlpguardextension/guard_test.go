@@ -340,3 +340,18 @@ func TestLogRateLimited(t *testing.T) {
 	assert.Equal(t, "10.0.0.1:5", entries[0].ContextMap()["client"])
 	assert.Equal(t, int64(6), tg.refusedCount(t, "value_too_deep", "http"))
 }
+
+func TestBudgetReserveForSmallRequests(t *testing.T) {
+	var used int64
+	b := &budget{limit: 64 << 20, onChange: func(d int64) { used += d }}
+	require.True(t, b.acquire(40<<20), "alone, always")
+	require.True(t, b.acquire(20<<20))
+	assert.False(t, b.acquire(5<<20), "a large request over the limit")
+	for range 12 { // up to 64 + 8 MiB
+		assert.True(t, b.acquire(1<<20), "small requests use the reserve")
+	}
+	assert.False(t, b.acquire(1<<20), "the reserve is an eighth of the limit")
+	b.release(60 << 20)
+	assert.True(t, b.acquire(5<<20))
+	assert.Equal(t, int64(17<<20), used)
+}
