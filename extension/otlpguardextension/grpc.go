@@ -2,7 +2,7 @@ package otlpguardextension // import "github.com/otelcol-istio/otelcol-istio/ext
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"reflect"
 	"strings"
 	"sync"
@@ -38,7 +38,7 @@ import (
 func (g *guard) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption, error) {
 	delegate := encoding.GetCodecV2("proto") // pdata's pooled codec, registered at init
 	if delegate == nil {
-		return nil, fmt.Errorf("otlp_guard: no gRPC proto codec registered")
+		return nil, errors.New("otlp_guard: no gRPC proto codec registered")
 	}
 	c := &guardCodec{g: g, delegate: delegate}
 	return []grpc.ServerOption{
