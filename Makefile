@@ -46,7 +46,9 @@ CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2
 FUZZ_TARGETS    := processor/istiospanprocessor:FuzzProcessProto \
                    processor/istiospanprocessor:FuzzProcessJSON \
                    processor/istiospanprocessor/internal/utf8check:FuzzTraces \
-                   processor/istiospanprocessor/internal/utf8check:FuzzValidString
+                   processor/istiospanprocessor/internal/utf8check:FuzzValidString \
+                   extension/otlpguardextension/internal/tracecheck:FuzzProto \
+                   extension/otlpguardextension/internal/tracecheck:FuzzJSON
 FUZZ_TIME       ?= 60s
 # CI counts executions rather than time: with a time limit, a worker still
 # busy when the deadline hits on a loaded machine fails the run with
@@ -178,7 +180,7 @@ test-e2e: $(BINARY) $(TELEMETRYGEN)
 .PHONY: test-soak
 test-soak: $(BINARY)
 	OTELCOL_ISTIO_SOAK=1 OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) \
-	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter|TestQueue' ./e2e/
+	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter|TestQueue|TestHostile' ./e2e/
 
 ## bench: micro benchmarks of every module, then the end-to-end benchmark of the binary (under 10 min); table in bench/results/
 .PHONY: bench

@@ -6,6 +6,7 @@ import (
 	filestorage "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	backendauthextension "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension"
 	healthcheckextension "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension"
+	otlpguardextension "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension"
 	istiospanprocessor "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
@@ -48,6 +49,7 @@ func Components() (otelcol.Factories, error) {
 		filestorage.NewFactory(),
 		healthcheckextension.NewFactory(),
 		backendauthextension.NewFactory(),
+		otlpguardextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -56,6 +58,7 @@ func Components() (otelcol.Factories, error) {
 		filestorage.NewFactory().Type():          "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.165.1",
 		healthcheckextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0",
 		backendauthextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0",
+		otlpguardextension.NewFactory().Type():   "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0",
 	})
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](

@@ -8,6 +8,7 @@ require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.165.1
 	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
+	github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.71.0
 	go.opentelemetry.io/collector/confmap v1.71.0
@@ -218,5 +219,7 @@ require (
 replace github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0 => ../extension/healthcheckextension
 
 replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0 => ../extension/backendauthextension
+
+replace github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0 => ../extension/otlpguardextension
 
 replace github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0 => ../processor/istiospanprocessor

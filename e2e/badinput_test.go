@@ -315,13 +315,13 @@ func TestBadInputGRPC(t *testing.T) {
 		call func(ctx context.Context) error
 		want codes.Code
 	}{
-		// grpc-go itself answers a message it cannot decode with Internal
-		// ("error unmarshalling request"), before the receiver sees it.
+		// otlp_guard's wire walk refuses it before pdata decodes it (without
+		// the guard, grpc-go answers Internal, "error unmarshalling request").
 		{"malformed-protobuf", func(ctx context.Context) error {
 			in, out := []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01}, []byte(nil)
 			//nolint:staticcheck // ForceCodec is the simplest way to send raw bytes.
 			return conn.Invoke(ctx, method, &in, &out, grpc.ForceCodec(rawCodec{}))
-		}, codes.Internal},
+		}, codes.InvalidArgument},
 		{"over-size-limit", func(ctx context.Context) error {
 			_, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(
 				withAttrs("too-big", map[string]string{"big": strings.Repeat("x", receiveLimit+1024)})))
