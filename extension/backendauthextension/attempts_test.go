@@ -156,7 +156,9 @@ func TestGRPCTooLarge(t *testing.T) {
 	assert.Equal(t, 1, logs.FilterMessageSnippet("OTLP_BACKEND_MAX_REQUEST_BYTES").Len())
 }
 
-type healthServer struct{ healthpb.UnimplementedHealthServer }
+type healthServer struct {
+	healthpb.UnimplementedHealthServer
+}
 
 // No backend at all, and TLS to a plaintext backend: transport failures.
 func TestGRPCTransportFailures(t *testing.T) {
@@ -277,4 +279,3 @@ func TestHTTPTransportFailures(t *testing.T) {
 	require.Error(t, err)
 	assert.Len(t, host.attempts, n, "a cancelled attempt is the exporter's doing, not an outcome")
 }
-

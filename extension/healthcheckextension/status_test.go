@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/collector/pipeline"
-
 )
 
 // propagationRow has the shape the istio_span processor registers.
