@@ -59,6 +59,9 @@ var (
 	_ componentstatus.Watcher                     = (*healthCheck)(nil)
 	_ extensioncapabilities.PipelineWatcher       = (*healthCheck)(nil)
 	_ extensioncapabilities.ConfigSnapshotWatcher = (*healthCheck)(nil)
+	// The collector v0.165 delivers status events through this interface
+	// only; componentstatus.Watcher is kept for older hosts and tests.
+	_ extensioncapabilities.ComponentStatusWatcher = (*healthCheck)(nil)
 )
 
 func newHealthCheck(cfg *Config, set extension.Settings) *healthCheck {
@@ -150,6 +153,12 @@ func (h *healthCheck) NotReady() error {
 // ComponentStatusChanged records a component's status. It only takes a short
 // lock, because the collector calls it on the reporting component's goroutine.
 func (h *healthCheck) ComponentStatusChanged(source *componentstatus.InstanceID, event *componentstatus.Event) {
+	h.components.set(source, event)
+}
+
+// Changed is ComponentStatusChanged under the name collector v0.165 calls
+// (extensioncapabilities.ComponentStatusWatcher).
+func (h *healthCheck) Changed(source *componentstatus.InstanceID, event *componentstatus.Event) {
 	h.components.set(source, event)
 }
 
