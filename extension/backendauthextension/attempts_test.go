@@ -182,7 +182,7 @@ func TestGRPCTransportFailures(t *testing.T) {
 		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})), //nolint:gosec // handshake must fail first
 		grpc.WithPerRPCCredentials(creds))...)
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	require.Error(t, check(healthpb.NewHealthClient(conn)))
 	got, _ = host.last()
 	assert.Equal(t, attempt{a.observer.id, ClassTLS, "TLS"}, got)
@@ -229,7 +229,7 @@ func TestHTTPAttemptsClassifiedAndCleaned(t *testing.T) {
 		require.NoError(t, err)
 		body, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
-		resp.Body.Close()
+		require.NoError(t, resp.Body.Close())
 		assert.NotContains(t, string(body), testToken)
 		var st spb.Status
 		require.NoError(t, proto.Unmarshal(body, &st), "the cleaned body is still a Status")

@@ -56,11 +56,10 @@ type healthCheck struct {
 
 var (
 	_ extension.Extension                         = (*healthCheck)(nil)
-	_ componentstatus.Watcher                     = (*healthCheck)(nil)
 	_ extensioncapabilities.PipelineWatcher       = (*healthCheck)(nil)
 	_ extensioncapabilities.ConfigSnapshotWatcher = (*healthCheck)(nil)
 	// The collector v0.165 delivers status events through this interface
-	// only; componentstatus.Watcher is kept for older hosts and tests.
+	// (componentstatus.Watcher is deprecated and no longer called).
 	_ extensioncapabilities.ComponentStatusWatcher = (*healthCheck)(nil)
 )
 
@@ -150,14 +149,9 @@ func (h *healthCheck) NotReady() error {
 	return nil
 }
 
-// ComponentStatusChanged records a component's status. It only takes a short
-// lock, because the collector calls it on the reporting component's goroutine.
-func (h *healthCheck) ComponentStatusChanged(source *componentstatus.InstanceID, event *componentstatus.Event) {
-	h.components.set(source, event)
-}
-
-// Changed is ComponentStatusChanged under the name collector v0.165 calls
-// (extensioncapabilities.ComponentStatusWatcher).
+// Changed records a component's status (extensioncapabilities.
+// ComponentStatusWatcher). It only takes a short lock, because the collector
+// calls it on the reporting component's goroutine.
 func (h *healthCheck) Changed(source *componentstatus.InstanceID, event *componentstatus.Event) {
 	h.components.set(source, event)
 }

@@ -34,11 +34,11 @@ func TestStatusShape(t *testing.T) {
 	require.NoError(t, s.Ready())
 
 	tracesID := pipeline.NewID(pipeline.SignalTraces)
-	s.ComponentStatusChanged(componentstatus.NewInstanceID(component.MustNewID("otlp"), component.KindReceiver, tracesID),
+	s.Changed(componentstatus.NewInstanceID(component.MustNewID("otlp"), component.KindReceiver, tracesID),
 		componentstatus.NewEvent(componentstatus.StatusOK))
-	s.ComponentStatusChanged(componentstatus.NewInstanceID(component.MustNewID("otlp_grpc"), component.KindExporter, tracesID),
+	s.Changed(componentstatus.NewInstanceID(component.MustNewID("otlp_grpc"), component.KindExporter, tracesID),
 		componentstatus.NewRecoverableErrorEvent(errors.New("rpc error: authorization: Bearer abc.def.ghi")))
-	s.ComponentStatusChanged(componentstatus.NewInstanceID(component.MustNewID("health_check"), component.KindExtension),
+	s.Changed(componentstatus.NewInstanceID(component.MustNewID("health_check"), component.KindExtension),
 		componentstatus.NewEvent(componentstatus.StatusOK))
 
 	unregister := s.RegisterStatusSource("propagation", func() any {
