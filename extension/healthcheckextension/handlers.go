@@ -219,24 +219,35 @@ const (
 	causeQueueFill     = "queue above readiness.queue_fill"
 )
 
-// cause says why an exporter is degraded, or "" when it is not.
+// queueFullFill is the fill above which enqueue failures are put down to a
+// full queue; below it, to the queue's storage (a full volume). A request
+// larger than the space left is refused before the queue is at capacity, so
+// the line is not at 100%.
+const queueFullFill = 0.5
+
+// cause says why an exporter is degraded: every reason that holds, joined
+// by "; ", or "" when it is not degraded.
 func cause(eh exporterHealth, maxFill float64) string {
 	m := eh.metrics
-	switch {
-	case !eh.delivering:
-		return causeNotDelivering
-	case m.FailedEnqueue > 0 && m.HasQueue && m.QueueSize >= m.QueueCapacity:
-		return causeQueueFull
-	case m.FailedEnqueue > 0:
-		return causeQueueStorage
-	case m.Failed > 0:
-		return causeDropped
-	case eh.attempts.Failed > 0:
-		return causeAttempts
-	case m.QueueFill() > maxFill:
-		return causeQueueFill
+	var causes []string
+	if !eh.delivering {
+		causes = append(causes, causeNotDelivering)
 	}
-	return ""
+	switch {
+	case m.FailedEnqueue > 0 && m.HasQueue && m.QueueFill() >= queueFullFill:
+		causes = append(causes, causeQueueFull)
+	case m.FailedEnqueue > 0:
+		causes = append(causes, causeQueueStorage)
+	case m.QueueFill() > maxFill:
+		causes = append(causes, causeQueueFill)
+	}
+	if m.Failed > 0 {
+		causes = append(causes, causeDropped)
+	}
+	if eh.attempts.Failed > 0 && eh.delivering {
+		causes = append(causes, causeAttempts)
+	}
+	return strings.Join(causes, "; ")
 }
 
 // exporters is the "exporters" object of /status, and whether any of them

@@ -221,9 +221,11 @@ func TestDeliveryHealth(t *testing.T) {
 	assert.InDelta(t, 1, e["failed_attempts"], 0)
 	assert.Equal(t, causeAttempts, e["cause"])
 
-	// Spans dropped (permanent errors) degrade too, from the metrics.
+	// Spans dropped (permanent errors) degrade too, from the metrics; every
+	// cause that holds is named.
 	fake.set(func(f *fakeCollector) { f.failed = 1500 })
 	require.Eventually(t, func() bool { return s.exporter(t, "otlp_grpc")["failed"] == float64(1500) }, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, causeDropped+"; "+causeAttempts, s.exporter(t, "otlp_grpc")["cause"])
 }
 
 // A full queue, and enqueue failures below capacity (the volume is full),
@@ -233,7 +235,7 @@ func TestQueueCauses(t *testing.T) {
 	s := start(t, testConfig(""))
 	withExporter(t, s, url)
 	require.NoError(t, s.Ready())
-	fake.set(func(f *fakeCollector) { f.queueSize, f.enqueueFailed = 1000, 10 })
+	fake.set(func(f *fakeCollector) { f.queueSize, f.enqueueFailed = 700, 10 })
 	require.Eventually(t, func() bool { return s.exporter(t, "otlp_grpc")["cause"] == causeQueueFull }, 5*time.Second, 20*time.Millisecond)
 	fake.set(func(f *fakeCollector) { f.queueSize, f.enqueueFailed = 10, 20 })
 	require.Eventually(t, func() bool { return s.exporter(t, "otlp_grpc")["cause"] == causeQueueStorage }, 5*time.Second, 20*time.Millisecond)
