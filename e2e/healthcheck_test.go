@@ -435,3 +435,33 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// A full sending queue: the backend is slow, the queue small, senders are
+// refused. /status is degraded with that cause and the enqueue failures,
+// while attempts still succeed.
+func TestHealthCheckQueueFull(t *testing.T) {
+	small := writeConfig(t, `
+exporters:
+  otlp_grpc:
+    sending_queue:
+      queue_size: 2000
+      num_consumers: 1
+      batch:
+        min_size: 100
+        max_size: 500
+`)
+	backend, col := startHealth(t, "grpc", "error", nil, small)
+	backend.SetFailure(harness.Failure{Delay: 2 * time.Second})
+	for range 4 {
+		sendSpans(t, col, spans(400))
+	}
+	doc := waitStatus(t, col, "a full queue", 30*time.Second, func(d statusDoc) bool {
+		x := d.Exporters["otlp_grpc"]
+		return x.FailedEnqueue > 0 && strings.Contains(x.Cause, "sending queue full") && x.Status == "degraded" && d.Status == "degraded"
+	})
+	x := doc.Exporters["otlp_grpc"]
+	if x.QueueCapacity != 2000 || x.QueueSize < 1000 {
+		t.Errorf("want the queue at least half of its 2000 capacity: %s", doc.raw)
+	}
+	t.Logf("queue full: %s", doc.raw)
+}
