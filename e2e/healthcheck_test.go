@@ -182,8 +182,43 @@ func TestHealthCheckHealthyFlow(t *testing.T) {
 			if code := probeCode(t, col); code != http.StatusOK {
 				t.Errorf("GET / = %d, want 200", code)
 			}
+			if partial := concurrentStatusReads(t, col, 20, 10); partial != 0 {
+				t.Errorf("%d of 200 concurrent /status answers lack the propagation report", partial)
+			}
 		})
 	}
+}
+
+// concurrentStatusReads reads /status with readers goroutines, n times each,
+// and counts the answers without istio_span's "propagation" report: every
+// answer must carry every source.
+func concurrentStatusReads(t *testing.T, col *harness.Collector, readers, n int) int {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	var mu sync.Mutex
+	partial := 0
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Go(func() {
+			for range n {
+				resp, err := client.Get("http://" + col.HealthEndpoint + "/status")
+				body := ""
+				if err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					body = string(b)
+				}
+				var doc map[string]json.RawMessage
+				if json.Unmarshal([]byte(body), &doc) != nil || !strings.HasPrefix(string(doc["propagation"]), "[") {
+					mu.Lock()
+					partial++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return partial
 }
 
 // Backend down and back, with the shipped retry settings: /status shows
