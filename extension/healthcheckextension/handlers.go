@@ -172,7 +172,7 @@ type deliveryJSON struct {
 // exporterHealth is one exporter's delivery: attempts (from backend_auth)
 // and figures scraped from the collector's own metrics.
 type exporterHealth struct {
-	observer     string // backend_auth instance reporting its attempts, if any
+	observer     string // the backend_auth instance that reported its attempts, if any
 	attempts     attempts.Summary
 	metrics      delivery.Health
 	delivering   bool
@@ -189,12 +189,12 @@ func (h *healthCheck) exporterHealth(window time.Duration, now time.Time) map[st
 	out := make(map[string]exporterHealth, len(metrics))
 	for id, m := range metrics {
 		eh := exporterHealth{metrics: m, delivering: m.Delivering, lastDelivery: m.LastDelivery}
+		// The first extension the exporter names that has reported attempts
+		// (backend_auth); others (another authenticator) never report.
 		for _, obs := range view.observers[id] {
-			if sum := h.attempts.Summary(obs, now, window); sum.Seen || eh.observer == "" {
+			if sum := h.attempts.Summary(obs, now, window); sum.Seen {
 				eh.observer, eh.attempts = obs, sum
-				if sum.Seen {
-					break
-				}
+				break
 			}
 		}
 		switch {
