@@ -410,8 +410,14 @@ func testBindsToPodIP(t *testing.T, podIP string) {
 		t.Fatalf("OTLP/HTTP on %s: %v", at("OTLP_HTTP_PORT"), err)
 	}
 	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
+	// The exporter counts its spans just after the backend has them.
 	metricsURL := "http://" + at("METRICS_PORT") + "/metrics"
-	if body := get(t, metricsURL); !strings.Contains(body, "otelcol_exporter_sent_spans") {
+	body := get(t, metricsURL)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, "otelcol_exporter_sent_spans") && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		body = get(t, metricsURL)
+	}
+	if !strings.Contains(body, "otelcol_exporter_sent_spans") {
 		t.Errorf("no exporter metrics on %s:\n%s", metricsURL, tail(body, 1000))
 	}
 	var status struct {
