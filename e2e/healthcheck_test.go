@@ -367,7 +367,7 @@ func TestHealthCheckPartialFailure(t *testing.T) {
 				x := d.Exporters[exporter]
 				return x.Failed >= 500 && x.Sent > 0 && x.LastError == "backend rejected data" && x.Status == "degraded" && d.Status == "degraded"
 			})
-			t.Logf("MEASURED partial: shown %s after the large request", time.Since(sent).Round(10*time.Millisecond))
+			t.Logf("MEASURED partial: shown %s after the large request: %s", time.Since(sent).Round(10*time.Millisecond), doc.Exporters[exporter].Cause)
 			// Small batches keep being delivered: the latest attempt succeeds
 			// again, and the failure stays visible.
 			doc = waitStatus(t, col, "delivering with the failure kept", 20*time.Second, func(d statusDoc) bool {
