@@ -305,6 +305,8 @@ func TestHealthCheckErrorClasses(t *testing.T) {
 		{"http-413", "http", harness.Failure{HTTPStatus: 413}, nil, "backend rejected data", "HTTP 413", true, "OTLP_BACKEND_MAX_REQUEST_BYTES"},
 		{"grpc-tls-to-plaintext", "grpc", harness.Failure{}, map[string]string{"OTLP_BACKEND_INSECURE": "false"}, "TLS handshake failed", "TLS", false, ""},
 		{"http-tls-to-plaintext", "http", harness.Failure{}, map[string]string{"OTLP_BACKEND_INSECURE": "false"}, "TLS handshake failed", "TLS", false, ""},
+		{"grpc-timeout", "grpc", harness.Failure{Delay: 3 * time.Second}, nil, "backend timed out", "DeadlineExceeded", false, ""},
+		{"http-timeout", "http", harness.Failure{Delay: 3 * time.Second}, nil, "backend timed out", "DeadlineExceeded", false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -319,7 +321,12 @@ func TestHealthCheckErrorClasses(t *testing.T) {
 				e["OTLP_BACKEND_ENDPOINT"] = "https://" + strings.TrimPrefix(backend.HTTPEndpoint(), "http://")
 			}
 			backend.SetFailure(tc.failure)
-			col := startShipped(t, tc.transport, e, levelOverride(t, "error"))
+			overrides := []string{levelOverride(t, "error")}
+			if tc.failure.Delay > 0 {
+				// A backend slower than the export's timeout.
+				overrides = append(overrides, writeConfig(t, "exporters:\n  "+exporter+":\n    timeout: 500ms\n"))
+			}
+			col := startShipped(t, tc.transport, e, overrides...)
 			start := time.Now()
 			sendSpans(t, col, spans(5))
 			doc := waitStatus(t, col, tc.class, 20*time.Second, func(d statusDoc) bool {
