@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -349,11 +350,13 @@ func assertNoToken(t *testing.T, text, token string) {
 	}
 }
 
-// The receivers and health_check bind to MY_POD_IP, IPv4 or IPv6 (the
-// shipped configs put it in brackets, which net.Listen accepts for both). A
-// random 127.0.0.x address, or ::1, stands in for the pod IP, so the shipped
-// ports (4317, 4318, 13133) are used without colliding with anything on
-// 127.0.0.1.
+// The receivers, health_check and the collector's own metrics bind to
+// MY_POD_IP, IPv4 or IPv6 (the shipped configs put it in brackets, which
+// net.Listen and the Prometheus reader accept for both), on the ports the
+// OTLP_GRPC_PORT, OTLP_HTTP_PORT, HEALTH_CHECK_PORT and METRICS_PORT
+// variables move (free ones here). A random 127.0.0.x address, or ::1, stands
+// in for the pod IP. health_check reads the metrics where the config says
+// (deploy's TestMetricsPortAgrees checks the manifests name the same port).
 func TestShippedConfigBindsToPodIP(t *testing.T) {
 	for _, podIP := range []string{fmt.Sprintf("127.0.0.%d", 2+time.Now().UnixNano()%250), "::1"} {
 		t.Run(podIP, func(t *testing.T) {
@@ -373,15 +376,12 @@ func testBindsToPodIP(t *testing.T, podIP string) {
 	backend := harness.StartBackend(t)
 	env := shippedEnv(backend, "grpc", t.TempDir())
 	env["MY_POD_IP"] = podIP
-	// Only the internal metrics move to a free port.
-	metrics := writeConfig(t, fmt.Sprintf(`
-service:
-  telemetry:
-    metrics:
-      readers:
-        - pull: {exporter: {prometheus: {host: 127.0.0.1, port: %s}}}
-`, harness.FreePort(t)))
-	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"), "--config", metrics)
+	ports := map[string]string{}
+	for _, name := range []string{"OTLP_GRPC_PORT", "OTLP_HTTP_PORT", "HEALTH_CHECK_PORT", "METRICS_PORT"} {
+		ports[name] = harness.FreePort(t)
+		env[name] = ports[name]
+	}
+	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"))
 	cmd.Env = filterEnv(os.Environ(), env)
 	var logs harness.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -394,20 +394,84 @@ service:
 		_ = cmd.Process.Signal(os.Interrupt)
 		<-exited
 	})
-	at := func(port string) string { return net.JoinHostPort(podIP, port) }
+	at := func(port string) string { return net.JoinHostPort(podIP, ports[port]) }
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := harness.PollHealthy(ctx, at("13133"), exited); err != nil {
-		t.Fatalf("no health_check on %s: %v\n%s", at("13133"), err, logs.String())
+	if err := harness.PollHealthy(ctx, at("HEALTH_CHECK_PORT"), exited); err != nil {
+		t.Fatalf("no health_check on %s: %v\n%s", at("HEALTH_CHECK_PORT"), err, logs.String())
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	td := harness.ReadTraces(t, fixturePropagated)
-	if err := harness.SendGRPC(ctx, at("4317"), td); err != nil {
-		t.Fatalf("OTLP/gRPC on %s: %v", at("4317"), err)
+	if err := harness.SendGRPC(ctx, at("OTLP_GRPC_PORT"), td); err != nil {
+		t.Fatalf("OTLP/gRPC on %s: %v", at("OTLP_GRPC_PORT"), err)
 	}
-	if err := harness.SendHTTP(ctx, "http://"+at("4318"), "proto", td); err != nil {
-		t.Fatalf("OTLP/HTTP on %s: %v", at("4318"), err)
+	if err := harness.SendHTTP(ctx, "http://"+at("OTLP_HTTP_PORT"), "proto", td); err != nil {
+		t.Fatalf("OTLP/HTTP on %s: %v", at("OTLP_HTTP_PORT"), err)
 	}
 	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
+	// The exporter counts its spans just after the backend has them.
+	metricsURL := "http://" + at("METRICS_PORT") + "/metrics"
+	body := get(t, metricsURL)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, "otelcol_exporter_sent_spans") && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		body = get(t, metricsURL)
+	}
+	if !strings.Contains(body, "otelcol_exporter_sent_spans") {
+		t.Errorf("no exporter metrics on %s:\n%s", metricsURL, tail(body, 1000))
+	}
+	var status struct {
+		Delivery struct {
+			Source    string `json:"source"`
+			ScrapedAt string `json:"scraped_at"`
+		} `json:"delivery"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status.Delivery.ScrapedAt == "" && time.Now().Before(deadline) {
+		_ = json.Unmarshal([]byte(get(t, "http://"+at("HEALTH_CHECK_PORT")+"/status")), &status)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if status.Delivery.Source != metricsURL || status.Delivery.ScrapedAt == "" {
+		t.Errorf("health_check reads %q (scraped at %q), want %s", status.Delivery.Source, status.Delivery.ScrapedAt, metricsURL)
+	}
+}
+
+// Two collectors with the shipped config run side by side on one host, their
+// ports moved by env; a third on the first one's ports fails to start, and
+// says why without a logs flush error (there is no logs listener any more).
+func TestShippedConfigTwiceOnOneHost(t *testing.T) {
+	backend := harness.StartBackend(t)
+	var cols []*harness.Collector
+	for range 2 {
+		cols = append(cols, harness.StartCollector(t, harness.CollectorOptions{
+			Configs:    []string{shippedConfig("grpc")},
+			Env:        shippedEnv(backend, "grpc", t.TempDir()),
+			PortsByEnv: true,
+		}))
+	}
+	td := harness.ReadTraces(t, fixturePropagated)
+	for _, col := range cols {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := harness.SendGRPC(ctx, col.GRPCEndpoint, td); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	backend.WaitForSpans(2*td.SpanCount(), 15*time.Second)
+
+	env := shippedEnv(backend, "grpc", t.TempDir())
+	env["MY_POD_IP"] = "127.0.0.1"
+	_, env["OTLP_GRPC_PORT"], _ = net.SplitHostPort(cols[0].GRPCEndpoint)
+	for _, name := range []string{"OTLP_HTTP_PORT", "HEALTH_CHECK_PORT", "METRICS_PORT"} {
+		env[name] = harness.FreePort(t)
+	}
+	cmd := exec.Command(harness.Binary(t), "--config", shippedConfig("grpc"))
+	cmd.Env = filterEnv(os.Environ(), env)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a collector on a taken port started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "address already in use") || strings.Contains(string(out), "failed to shutdown logger") {
+		t.Errorf("want the bind error and no logger shutdown error:\n%s", tail(string(out), 2000))
+	}
 }

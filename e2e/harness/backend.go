@@ -20,6 +20,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 )
 
 // Request is one export the backend received, as it arrived.
@@ -36,6 +39,8 @@ type Request struct {
 	// Bytes is the uncompressed protobuf size of the export, the size
 	// backends limit (HTTP: the body as decompressed; gRPC: the message).
 	Bytes int
+	// At is when the request arrived.
+	At time.Time
 }
 
 // Failure makes the backend answer exports with an error instead of success.
@@ -47,6 +52,33 @@ type Failure struct {
 	HTTPStatus int
 	// Delay is waited before answering, success or not.
 	Delay time.Duration
+	// Message replaces the default error message (gRPC status message; HTTP:
+	// the message of a protobuf Status body, as OTLP/HTTP answers carry).
+	Message string
+	// EchoHeader, when set, appends that request header's value to the error
+	// message, as some backends echo the auth header they refuse.
+	EchoHeader string
+	// MinSpans, when above zero, applies the failure only to requests of at
+	// least that many spans; smaller ones are accepted (a partial failure,
+	// such as a backend refusing large exports).
+	MinSpans int
+}
+
+// applies says whether the failure is answered to a request of spans spans.
+func (f Failure) applies(spans int) bool {
+	return (f.GRPCCode != codes.OK || f.HTTPStatus != 0) && spans >= f.MinSpans
+}
+
+// message is the error text answered to a request with headers.
+func (f Failure) message(headers map[string][]string) string {
+	msg := f.Message
+	if msg == "" {
+		msg = "backend failure injected by the test"
+	}
+	if f.EchoHeader != "" {
+		msg += "; refused " + f.EchoHeader + ": " + strings.Join(headers[strings.ToLower(f.EchoHeader)], ",")
+	}
+	return msg
 }
 
 // Size limits the harness backend applies, as real OTLP servers do.
@@ -250,19 +282,24 @@ func (b *Backend) WaitForSpans(n int, timeout time.Duration) {
 	}
 }
 
-// record stores a request and says whether to accept it.
+// record stores a request and returns the failure to answer it with, or
+// the zero Failure to accept it.
 func (b *Backend) record(transport string, headers map[string][]string, td ptrace.Traces, size int) Failure {
+	at := time.Now()
 	b.mu.Lock()
 	f := b.failure
 	b.mu.Unlock()
 	if f.Delay > 0 {
 		time.Sleep(f.Delay)
 	}
+	if !f.applies(td.SpanCount()) {
+		f = Failure{}
+	}
 	accepted := f.GRPCCode == codes.OK && f.HTTPStatus == 0
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.requests = append(b.requests, Request{
-		Transport: transport, Headers: headers, Traces: td, Accepted: accepted, Bytes: size,
+		Transport: transport, Headers: headers, Traces: td, Accepted: accepted, Bytes: size, At: at,
 	})
 	close(b.changed)
 	b.changed = make(chan struct{})
@@ -284,7 +321,7 @@ func (g *grpcTraces) Export(ctx context.Context, req ptraceotlp.ExportRequest) (
 	req.Traces().CopyTo(td)
 	size := (&ptrace.ProtoMarshaler{}).TracesSize(td)
 	if f := g.b.record("grpc", headers, td, size); f.GRPCCode != codes.OK {
-		return ptraceotlp.NewExportResponse(), status.Error(f.GRPCCode, "backend failure injected by the test")
+		return ptraceotlp.NewExportResponse(), status.Error(f.GRPCCode, f.message(headers))
 	}
 	return ptraceotlp.NewExportResponse(), nil
 }
@@ -337,7 +374,16 @@ func (b *Backend) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	td := ptrace.NewTraces()
 	req.Traces().CopyTo(td)
 	if f := b.record("http", headers, td, len(raw)); f.HTTPStatus != 0 {
-		http.Error(w, "backend failure injected by the test", f.HTTPStatus)
+		if f.Message == "" && f.EchoHeader == "" {
+			http.Error(w, "backend failure injected by the test", f.HTTPStatus)
+			return
+		}
+		// As the OTLP/HTTP spec says: a protobuf Status, whose message the
+		// exporter reads and logs.
+		body, _ := proto.Marshal(&spb.Status{Code: int32(codes.Unknown), Message: f.message(headers)})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(f.HTTPStatus)
+		_, _ = w.Write(body)
 		return
 	}
 	resp, _ := ptraceotlp.NewExportResponse().MarshalProto()

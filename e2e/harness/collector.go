@@ -75,6 +75,10 @@ type CollectorOptions struct {
 	Configs []string
 	// Env adds or overrides environment variables.
 	Env map[string]string
+	// PortsByEnv moves the listeners of a shipped config with its own
+	// variables (MY_POD_IP=127.0.0.1 and free OTLP_GRPC_PORT, OTLP_HTTP_PORT,
+	// HEALTH_CHECK_PORT, METRICS_PORT) instead of merging a config over it.
+	PortsByEnv bool
 }
 
 // Collector is a running otelcol-istio process.
@@ -103,12 +107,21 @@ func StartCollector(t testing.TB, opts CollectorOptions) *Collector {
 	for _, cfg := range opts.Configs {
 		args = append(args, "--config", cfg)
 	}
-	override, ep := PortsOverride(t)
-	c.GRPCEndpoint, c.HTTPEndpoint, c.HealthEndpoint, c.MetricsEndpoint = ep.GRPC, ep.HTTP, ep.Health, ep.Metrics
-	args = append(args, "--config", override)
-	// The shipped configs send the collector's own logs to health_check
-	// on this loopback port; give each collector its own.
-	env := map[string]string{"HEALTH_CHECK_LOGS_PORT": FreePort(t)}
+	env := map[string]string{}
+	if opts.PortsByEnv {
+		ports := map[string]string{}
+		for _, name := range []string{"OTLP_GRPC_PORT", "OTLP_HTTP_PORT", "HEALTH_CHECK_PORT", "METRICS_PORT"} {
+			ports[name] = FreePort(t)
+			env[name] = ports[name]
+		}
+		env["MY_POD_IP"] = "127.0.0.1"
+		c.GRPCEndpoint, c.HTTPEndpoint = "127.0.0.1:"+ports["OTLP_GRPC_PORT"], "127.0.0.1:"+ports["OTLP_HTTP_PORT"]
+		c.HealthEndpoint, c.MetricsEndpoint = "127.0.0.1:"+ports["HEALTH_CHECK_PORT"], "127.0.0.1:"+ports["METRICS_PORT"]
+	} else {
+		override, ep := PortsOverride(t)
+		c.GRPCEndpoint, c.HTTPEndpoint, c.HealthEndpoint, c.MetricsEndpoint = ep.GRPC, ep.HTTP, ep.Health, ep.Metrics
+		args = append(args, "--config", override)
+	}
 	for k, v := range opts.Env {
 		env[k] = v
 	}

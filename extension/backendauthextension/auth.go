@@ -1,9 +1,11 @@
 package backendauthextension // import "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension"
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 var (
@@ -47,7 +51,8 @@ type backendAuth struct {
 	inner    extension.Extension
 	grpcAuth extensionauth.GRPCClient
 	httpAuth extensionauth.HTTPClient
-	rejected *rejectionLog
+	observer *attemptObserver
+	echoes   *echoes
 }
 
 func newBackendAuth(ctx context.Context, set extension.Settings, cfg *Config) (*backendAuth, error) {
@@ -79,7 +84,7 @@ func newBackendAuth(ctx context.Context, set extension.Settings, cfg *Config) (*
 	}
 	return &backendAuth{
 		cfg: cfg, logger: set.Logger, inner: ext, grpcAuth: grpcAuth, httpAuth: httpAuth,
-		rejected: newRejectionLog(set.Logger),
+		observer: newAttemptObserver(set.ID, set.Logger), echoes: &echoes{},
 	}, nil
 }
 
@@ -94,6 +99,7 @@ func (a *backendAuth) Start(ctx context.Context, host component.Host) error {
 		}
 		return fmt.Errorf("backend_auth: %w", err)
 	}
+	a.observer.start(host)
 	return nil
 }
 
@@ -106,25 +112,49 @@ func (a *backendAuth) PerRPCCredentials() (credentials.PerRPCCredentials, error)
 	if err != nil {
 		return nil, err
 	}
-	return &perRPC{inner: c, requireTLS: !a.cfg.Insecure}, nil
+	return &perRPC{inner: c, requireTLS: !a.cfg.Insecure, echoes: a.echoes}, nil
 }
 
-// GetGRPCClientOptions adds an interceptor that notices rejected credentials;
-// it is used when the exporter lists backend_auth under middlewares, as the
-// shipped configs do (an authenticator cannot see gRPC responses).
+// GetGRPCClientOptions adds an interceptor that sees every export call's
+// outcome; it is used when the exporter lists backend_auth under middlewares,
+// as the shipped configs do (an authenticator cannot see gRPC responses). It
+// cleans the credential out of the backend's error message before the
+// exporter can log it, classifies the outcome and reports it.
 func (a *backendAuth) GetGRPCClientOptions(context.Context) ([]grpc.DialOption, error) {
 	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(
 		func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			err := invoker(ctx, method, req, reply, cc, opts...)
-			a.rejected.observeGRPC(err)
+			var p peer.Peer
+			err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
+			err = a.cleanGRPCError(err)
+			if out, ok := classifyGRPC(err, p.Addr != nil); ok {
+				a.observer.observe(out)
+			}
 			return err
 		})}, nil
 }
 
+// cleanGRPCError replaces a credential echoed in a status message. The
+// status keeps its code and details (RetryInfo among them).
+func (a *backendAuth) cleanGRPCError(err error) error {
+	st, ok := status.FromError(err)
+	if err == nil || !ok {
+		return err
+	}
+	msg, changed := a.echoes.cleanText(st.Message())
+	if !changed {
+		return err
+	}
+	pb := st.Proto()
+	pb.Message = msg
+	return status.FromProto(pb).Err()
+}
+
 // RoundTripper returns bearertokenauth's round tripper, refusing plaintext
-// unless insecure is set, and noticing 401 and 403 answers.
+// unless insecure is set. It cleans the credential out of every answer's
+// body before the exporter reads it, and classifies and reports each round
+// trip's outcome.
 func (a *backendAuth) RoundTripper(base http.RoundTripper) (http.RoundTripper, error) {
-	rt, err := a.httpAuth.RoundTripper(base)
+	rt, err := a.httpAuth.RoundTripper(&sentHeader{inner: base, header: a.cfg.header(), echoes: a.echoes})
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +164,7 @@ func (a *backendAuth) RoundTripper(base http.RoundTripper) (http.RoundTripper, e
 type perRPC struct {
 	inner      credentials.PerRPCCredentials
 	requireTLS bool
+	echoes     *echoes
 }
 
 func (p *perRPC) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
@@ -145,6 +176,7 @@ func (p *perRPC) GetRequestMetadata(ctx context.Context, uri ...string) (map[str
 		if strings.TrimSpace(v) == "" {
 			return nil, errEmptyCredentials
 		}
+		p.echoes.remember(v)
 	}
 	return md, nil
 }
@@ -162,7 +194,41 @@ func (r *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := r.inner.RoundTrip(req)
 	if err == nil {
-		r.auth.rejected.observeHTTP(resp.StatusCode)
+		r.auth.cleanBody(resp)
+	}
+	if out, ok := classifyHTTP(resp, err); ok {
+		r.auth.observer.observe(out)
 	}
 	return resp, err
+}
+
+// maxCleanedBody is how much of an answer is cleaned: otlphttp reads at most
+// 64 KiB of it.
+const maxCleanedBody = 64 << 10
+
+// cleanBody masks a credential echoed in the first maxCleanedBody bytes of
+// the answer, keeping the body's length.
+func (a *backendAuth) cleanBody(resp *http.Response) {
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return
+	}
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, maxCleanedBody))
+	a.echoes.cleanBytes(head)
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+}
+
+// sentHeader sits under bearertokenauth's round tripper and notes the header
+// value it set, so that an echo of it can be cleaned from the answer.
+type sentHeader struct {
+	inner  http.RoundTripper
+	header string
+	echoes *echoes
+}
+
+func (s *sentHeader) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.echoes.remember(req.Header.Get(s.header))
+	return s.inner.RoundTrip(req)
 }

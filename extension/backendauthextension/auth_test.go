@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,7 +70,12 @@ func startGRPCBackend(t *testing.T) *grpcBackend {
 		code := b.code
 		b.mu.Unlock()
 		if code != codes.OK {
-			return nil, status.Error(code, "rejected "+fmt.Sprint(md))
+			// Echo every value received, as some backends do with the auth header.
+			var echo []string
+			for k, v := range md {
+				echo = append(echo, k+": "+strings.Join(v, ","))
+			}
+			return nil, status.Error(code, "rejected "+strings.Join(echo, "; "))
 		}
 		return h(ctx, req)
 	}))

@@ -28,6 +28,27 @@ type collectorView struct {
 	// receivers maps an exporter id to the receivers that feed it, through
 	// connectors too. nil means unknown: count all receivers.
 	receivers map[string][]string
+	// observers maps an exporter id to the extensions it names under
+	// auth::authenticator and middlewares: the candidates that report its
+	// attempts (backend_auth). The rule that maps attempts to exporters.
+	observers map[string][]string
+}
+
+// sharedObservers returns the observers named by more than one traces
+// exporter, with those exporters.
+func (v collectorView) sharedObservers() map[string][]string {
+	users := map[string][]string{}
+	for _, exp := range v.exporters {
+		for _, obs := range v.observers[exp] {
+			users[obs] = append(users[obs], exp)
+		}
+	}
+	for obs, exps := range users {
+		if len(exps) < 2 {
+			delete(users, obs)
+		}
+	}
+	return users
 }
 
 func (v collectorView) receiversOf(exporter string) []string {
@@ -43,6 +64,7 @@ func parseCollectorConfig(conf *confmap.Conf) collectorView {
 	v := collectorView{}
 	v.metricsURL, v.metricsErr = metricsURL(service)
 	v.exporters, v.receivers = tracesTopology(service, m["connectors"])
+	v.observers = exporterObservers(m["exporters"])
 	return v
 }
 
@@ -79,6 +101,33 @@ func metricsURL(service map[string]any) (string, error) {
 		return "http://" + net.JoinHostPort(strings.Trim(host, "[]"), port) + "/metrics", nil
 	}
 	return "", errors.New("service::telemetry::metrics::readers has no pull Prometheus reader")
+}
+
+// exporterObservers reads, for every exporter, the extension ids under
+// auth::authenticator and middlewares[].id, in that order, without duplicates.
+func exporterObservers(exporters any) map[string][]string {
+	all, _ := exporters.(map[string]any)
+	out := map[string][]string{}
+	for id, raw := range all {
+		cfg, _ := raw.(map[string]any)
+		var ids []string
+		if auth, _ := cfg["auth"].(map[string]any); auth != nil {
+			if a, ok := auth["authenticator"].(string); ok && a != "" {
+				ids = append(ids, a)
+			}
+		}
+		mws, _ := cfg["middlewares"].([]any)
+		for _, mw := range mws {
+			m, _ := mw.(map[string]any)
+			if mid, ok := m["id"].(string); ok && mid != "" && !slices.Contains(ids, mid) {
+				ids = append(ids, mid)
+			}
+		}
+		if len(ids) > 0 {
+			out[id] = ids
+		}
+	}
+	return out
 }
 
 func valueOr(v, def any) any {

@@ -64,3 +64,26 @@ func TestTracesTopology(t *testing.T) {
 
 	assert.Nil(t, parseCollectorConfig(confmap.New()).receiversOf("otlp_grpc"))
 }
+
+// The rule that maps attempts to exporters: the extensions an exporter names
+// under auth::authenticator and middlewares; one shared by two exporters is
+// reported.
+func TestExporterObservers(t *testing.T) {
+	conf := confmap.NewFromStringMap(map[string]any{
+		"exporters": map[string]any{
+			"otlp_grpc": map[string]any{"auth": map[string]any{"authenticator": "backend_auth/grpc"},
+				"middlewares": []any{map[string]any{"id": "backend_auth/grpc"}, map[string]any{"id": "other"}}},
+			"otlp_http":      map[string]any{"auth": map[string]any{"authenticator": "backend_auth/grpc"}},
+			"otlp_http/solo": map[string]any{"auth": map[string]any{"authenticator": "backend_auth/solo"}},
+			"debug":          nil,
+		},
+		"service": map[string]any{"pipelines": map[string]any{
+			"traces": map[string]any{"receivers": []any{"otlp"}, "exporters": []any{"otlp_grpc", "otlp_http", "otlp_http/solo", "debug"}},
+		}},
+	})
+	v := parseCollectorConfig(conf)
+	assert.Equal(t, []string{"backend_auth/grpc", "other"}, v.observers["otlp_grpc"])
+	assert.Equal(t, []string{"backend_auth/solo"}, v.observers["otlp_http/solo"])
+	assert.Nil(t, v.observers["debug"])
+	assert.Equal(t, map[string][]string{"backend_auth/grpc": {"otlp_grpc", "otlp_http"}}, v.sharedObservers())
+}

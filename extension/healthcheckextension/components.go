@@ -9,7 +9,7 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/pipeline"
 
-	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/errclass"
+	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/redact"
 )
 
 // componentStatuses keeps the latest componentstatus event of every instance.
@@ -68,7 +68,7 @@ func (c *componentStatuses) snapshot() (componentsJSON, componentsSummary) {
 		key := strings.ToLower(id.Kind().String()) + ":" + id.ComponentID().String()
 		cj := componentJSON{Status: statusName(ev.Status()), Since: ev.Timestamp()}
 		if err := ev.Err(); err != nil {
-			cj.Error = errclass.Redact(err.Error())
+			cj.Error = redact.Redact(err.Error())
 		}
 		switch ev.Status() {
 		case componentstatus.StatusPermanentError, componentstatus.StatusFatalError:

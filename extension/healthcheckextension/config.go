@@ -3,7 +3,6 @@ package healthcheckextension // import "github.com/otelcol-istio/otelcol-istio/e
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -72,12 +71,11 @@ type DeliveryConfig struct {
 	TelemetryEndpoint string `mapstructure:"telemetry_endpoint"`
 	// ScrapeInterval is how often TelemetryEndpoint is read.
 	ScrapeInterval time.Duration `mapstructure:"scrape_interval"`
-	// Window is the period /status reports sent/failed counts over, and in
-	// which "spans arrived but none were delivered" turns delivering false.
+	// Window is the period /status reports counts and the latest failure over.
 	Window time.Duration `mapstructure:"window"`
-	// LogsEndpoint, when set, opens a loopback OTLP/HTTP logs listener that the
-	// collector's own logs (service::telemetry::logs::processors) are sent to,
-	// so export errors can be classified. Empty means off.
+	// LogsEndpoint was the loopback listener for the collector's own logs.
+	// It is accepted so that existing configs keep starting, and ignored with
+	// a warning: error classes come from backend_auth's attempts.
 	LogsEndpoint string `mapstructure:"logs_endpoint"`
 }
 
@@ -85,7 +83,8 @@ type DeliveryConfig struct {
 type ReadinessConfig struct {
 	// OnDeliveryFailure turns gating on.
 	OnDeliveryFailure bool `mapstructure:"on_delivery_failure"`
-	// Window is how long spans may arrive without any delivery before 503.
+	// Window is how long an exporter may fail without any successful attempt
+	// before the probe answers 503.
 	Window time.Duration `mapstructure:"window"`
 	// QueueFill is the queue_size/queue_capacity ratio above which the probe fails.
 	QueueFill float64 `mapstructure:"queue_fill"`
@@ -104,7 +103,6 @@ var (
 	errReadinessWindow    = errors.New("readiness.window must be at least twice delivery.scrape_interval")
 	errQueueFill          = errors.New("readiness.queue_fill must be in (0, 1]")
 	errTelemetryEndpoint  = errors.New("delivery.telemetry_endpoint must be an http:// or https:// URL")
-	errLogsEndpoint       = errors.New("delivery.logs_endpoint must be host:port on a loopback address (localhost, 127.0.0.1 or [::1])")
 	errResponseBodyTooBig = errors.New("response_body.healthy and response_body.unhealthy must each be at most 4096 bytes")
 )
 
@@ -139,9 +137,6 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%w, got %q", errTelemetryEndpoint, d.TelemetryEndpoint))
 		}
 	}
-	if d.LogsEndpoint != "" && !loopbackHostPort(d.LogsEndpoint) {
-		errs = append(errs, fmt.Errorf("%w, got %q", errLogsEndpoint, d.LogsEndpoint))
-	}
 	r := c.Readiness
 	if r.Window < 2*d.ScrapeInterval {
 		errs = append(errs, fmt.Errorf("%w, got window %s and scrape_interval %s", errReadinessWindow, r.Window, d.ScrapeInterval))
@@ -156,18 +151,4 @@ const maxResponseBody = 4096
 
 func validPath(p string) bool {
 	return strings.HasPrefix(p, "/") && !strings.ContainsAny(p, " \t?#")
-}
-
-// loopbackHostPort accepts only loopback listeners: the logs listener receives
-// the collector's own logs and must not be reachable from the pod network.
-func loopbackHostPort(hp string) bool {
-	host, port, err := net.SplitHostPort(hp)
-	if err != nil || port == "" {
-		return false
-	}
-	switch host {
-	case "localhost", "127.0.0.1", "::1":
-		return true
-	}
-	return false
 }

@@ -15,13 +15,9 @@ import (
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/attempts"
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/delivery"
-	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/exportlog"
 )
-
-// defaultLogsLinger keeps the logs listener open after Shutdown for the
-// collector's final log flush, which runs after extensions stop.
-const defaultLogsLinger = 5 * time.Second
 
 // phase is where the collector is in its lifecycle, as the extension sees it.
 type phase int
@@ -50,23 +46,21 @@ type healthCheck struct {
 	components *componentStatuses
 	sources    *statusSources
 	tracker    *delivery.Tracker
-	errors     *exportlog.Store
+	attempts   *attempts.Store
 	scraper    *scrapeLoop
 
 	server     *http.Server
 	serverDone chan struct{}
 	addr       net.Addr // where the probe listener is bound
-	logsAddr   net.Addr
-	// releaseLogs stops the logs listener after logsLinger (see exportlog.Listen).
-	releaseLogs func(linger time.Duration)
-	logsLinger  time.Duration
 }
 
 var (
 	_ extension.Extension                         = (*healthCheck)(nil)
-	_ componentstatus.Watcher                     = (*healthCheck)(nil)
 	_ extensioncapabilities.PipelineWatcher       = (*healthCheck)(nil)
 	_ extensioncapabilities.ConfigSnapshotWatcher = (*healthCheck)(nil)
+	// The collector v0.165 delivers status events through this interface
+	// (componentstatus.Watcher is deprecated and no longer called).
+	_ extensioncapabilities.ComponentStatusWatcher = (*healthCheck)(nil)
 )
 
 func newHealthCheck(cfg *Config, set extension.Settings) *healthCheck {
@@ -82,19 +76,22 @@ func newHealthCheck(cfg *Config, set extension.Settings) *healthCheck {
 		components: newComponentStatuses(),
 		sources:    newStatusSources(set.Logger),
 		tracker:    delivery.NewTracker(keep),
-		errors:     exportlog.NewStore(),
-		logsLinger: defaultLogsLinger,
+		attempts:   attempts.NewStore(max(cfg.Delivery.Window, cfg.Readiness.Window)),
 	}
 	h.scraper = newScrapeLoop(cfg.Delivery, h.tracker, set.Logger)
 	return h
 }
 
-// Start opens the probe listener, the optional logs listener, and starts
-// reading the collector's own metrics.
+// Start opens the probe listener and starts reading the collector's own
+// metrics.
 func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 	if p := h.cfg.CheckCollectorPipeline; p != nil && p.Enabled {
 		h.logger.Warn("check_collector_pipeline is deprecated and ignored, as in contrib; " +
 			"use readiness.on_delivery_failure to fail the probe when spans are not delivered")
+	}
+	if h.cfg.Delivery.LogsEndpoint != "" {
+		h.logger.Warn("health_check: delivery.logs_endpoint is ignored: error classes now come from backend_auth, " +
+			"which sees every export attempt; remove it and the service::telemetry::logs::processors block that fed it")
 	}
 	h.mu.Lock()
 	h.startedAt = h.clock()
@@ -111,15 +108,6 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 	}
 	h.server, h.serverDone, h.addr = srv, make(chan struct{}), ln.Addr()
 	go serve(srv, ln, h.serverDone, host)
-
-	if ep := h.cfg.Delivery.LogsEndpoint; ep != "" {
-		addr, release, err := exportlog.Listen(ep, h.errors)
-		if err != nil {
-			_ = h.Shutdown(ctx)
-			return fmt.Errorf("health_check: delivery.logs_endpoint %q: %w", ep, err)
-		}
-		h.logsAddr, h.releaseLogs = addr, release
-	}
 
 	h.tracker.Seed(h.clock())
 	h.scraper.start()
@@ -145,10 +133,6 @@ func (h *healthCheck) Shutdown(ctx context.Context) error {
 		}
 		<-h.serverDone
 	}
-	if h.releaseLogs != nil {
-		h.releaseLogs(h.logsLinger)
-	}
-	h.sources.wait(ctx)
 	return errors.Join(errs...)
 }
 
@@ -165,9 +149,10 @@ func (h *healthCheck) NotReady() error {
 	return nil
 }
 
-// ComponentStatusChanged records a component's status. It only takes a short
-// lock, because the collector calls it on the reporting component's goroutine.
-func (h *healthCheck) ComponentStatusChanged(source *componentstatus.InstanceID, event *componentstatus.Event) {
+// Changed records a component's status (extensioncapabilities.
+// ComponentStatusWatcher). It only takes a short lock, because the collector
+// calls it on the reporting component's goroutine.
+func (h *healthCheck) Changed(source *componentstatus.InstanceID, event *componentstatus.Event) {
 	h.components.set(source, event)
 }
 
@@ -176,6 +161,11 @@ func (h *healthCheck) ComponentStatusChanged(source *componentstatus.InstanceID,
 func (h *healthCheck) NotifyConfigSnapshot(_ context.Context, snapshot extensioncapabilities.ConfigSnapshot) error {
 	view := parseCollectorConfig(snapshot.Effective())
 	h.scraper.setCollectorView(view)
+	for obs, exps := range view.sharedObservers() {
+		h.logger.Warn("health_check: one backend_auth instance serves several exporters, so their attempts are shown together; "+
+			"give each exporter its own backend_auth instance (backend_auth/<name>)",
+			zap.String("backend_auth", obs), zap.Strings("exporters", exps))
+	}
 	if view.metricsErr != nil && h.cfg.Delivery.TelemetryEndpoint == "" {
 		h.logger.Warn("health_check cannot read delivery figures; set delivery.telemetry_endpoint",
 			zap.Error(view.metricsErr))
@@ -183,9 +173,16 @@ func (h *healthCheck) NotifyConfigSnapshot(_ context.Context, snapshot extension
 	return nil
 }
 
+// RecordExportAttempt is called by backend_auth (its AttemptRecorder
+// interface) after every export attempt of the exporter it serves, with the
+// attempt's class ("" for a success) and code. It only takes a short lock.
+func (h *healthCheck) RecordExportAttempt(observer component.ID, at time.Time, class, code string) {
+	h.attempts.Record(observer.String(), at, class, code)
+}
+
 // RegisterStatusSource publishes source() under the top-level key name of
 // /status until unregister is called. It is safe for concurrent use; a source
-// that panics or is slow is reported as an error, never breaks /status.
+// that panics is reported as an error, never breaks /status.
 func (h *healthCheck) RegisterStatusSource(name string, source func() any) (unregister func()) {
 	return h.sources.register(name, source)
 }

@@ -16,6 +16,9 @@ import (
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/extension/extensiontest"
 	"go.opentelemetry.io/collector/pipeline"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/metadata"
 )
@@ -45,12 +48,12 @@ func TestProbeTransitions(t *testing.T) {
 	require.NoError(t, err, pb.Uptime)
 
 	exp := componentstatus.NewInstanceID(component.MustNewID("otlp_grpc"), component.KindExporter, pipeline.NewID(pipeline.SignalTraces))
-	s.ComponentStatusChanged(exp, componentstatus.NewEvent(componentstatus.StatusOK))
-	s.ComponentStatusChanged(exp, componentstatus.NewRecoverableErrorEvent(errors.New("retrying")))
+	s.Changed(exp, componentstatus.NewEvent(componentstatus.StatusOK))
+	s.Changed(exp, componentstatus.NewRecoverableErrorEvent(errors.New("retrying")))
 	code, _ = probe(t, s)
 	assert.Equal(t, http.StatusOK, code, "a recoverable error does not fail the probe")
 
-	s.ComponentStatusChanged(exp, componentstatus.NewPermanentErrorEvent(errors.New("bad config")))
+	s.Changed(exp, componentstatus.NewPermanentErrorEvent(errors.New("bad config")))
 	code, pb = probe(t, s)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Equal(t, probeComponentError, pb.Status)
@@ -67,7 +70,7 @@ func TestFatalErrorFailsProbe(t *testing.T) {
 	s := start(t, testConfig(url))
 	require.NoError(t, s.Ready())
 	rcv := componentstatus.NewInstanceID(component.MustNewID("otlp"), component.KindReceiver, pipeline.NewID(pipeline.SignalTraces))
-	s.ComponentStatusChanged(rcv, componentstatus.NewFatalErrorEvent(errors.New("listen tcp :4317: bind: address already in use")))
+	s.Changed(rcv, componentstatus.NewFatalErrorEvent(errors.New("listen tcp :4317: bind: address already in use")))
 	code, pb := probe(t, s)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Equal(t, probeComponentError, pb.Status)
@@ -121,16 +124,22 @@ func TestStartFailsWhenPortIsTaken(t *testing.T) {
 	require.NoError(t, ext.Shutdown(context.Background()))
 }
 
-func TestStartFailsWhenLogsPortIsTaken(t *testing.T) {
+// delivery.logs_endpoint is still accepted, so existing configs start, and
+// ignored with a warning: nothing listens on it.
+func TestLogsEndpointIgnored(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
 	cfg := testConfig("http://127.0.0.1:1/metrics")
 	cfg.Delivery.LogsEndpoint = ln.Addr().String()
-	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, cfg.Validate())
+	core, logs := observer.New(zapcore.WarnLevel)
+	set := extensiontest.NewNopSettings(metadata.Type)
+	set.Logger = zap.New(core)
+	ext, err := NewFactory().Create(context.Background(), set, cfg)
 	require.NoError(t, err)
-	err = ext.Start(context.Background(), componenttest.NewNopHost())
-	require.ErrorContains(t, err, "delivery.logs_endpoint")
+	require.NoError(t, ext.Start(context.Background(), componenttest.NewNopHost()), "the port is taken, and not needed")
+	assert.Equal(t, 1, logs.FilterMessageSnippet("delivery.logs_endpoint is ignored").Len())
 	require.NoError(t, ext.Shutdown(context.Background()))
 }
 

@@ -24,7 +24,7 @@ const (
 	defaultReadTimeout       = 10 * time.Second
 	defaultWriteTimeout      = 10 * time.Second
 
-	defaultScrapeInterval  = 5 * time.Second
+	defaultScrapeInterval  = 2 * time.Second
 	defaultDeliveryWindow  = 60 * time.Second
 	defaultReadinessWindow = 60 * time.Second
 	defaultQueueFill       = 0.9

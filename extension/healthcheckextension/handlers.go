@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/attempts"
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/delivery"
-	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/errclass"
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/statuspage"
 )
 
@@ -97,17 +97,17 @@ func (h *healthCheck) evaluateProbe(sum componentsSummary) probeResult {
 			reason: "permanent or fatal error in " + strings.Join(sum.failed, ", "), since: sum.failedSince}
 	}
 	if rc := h.cfg.Readiness; rc.OnDeliveryFailure {
-		view := h.scraper.collectorView()
-		health := h.tracker.Evaluate(rc.Window, view.exporters, view.receiversOf)
+		now := h.clock()
+		health := h.exporterHealth(rc.Window, now)
 		for _, id := range slices.Sorted(maps.Keys(health)) {
 			eh := health[id]
-			switch exporterProblem(eh, rc.QueueFill) {
-			case probeNotDelivering:
+			switch {
+			case !eh.delivering && (eh.lastDelivery.IsZero() || now.Sub(eh.lastDelivery) > rc.Window):
 				return probeResult{code: http.StatusServiceUnavailable, status: probeNotDelivering,
-					reason: fmt.Sprintf("exporter %s delivered no spans in %s while spans arrived", id, rc.Window)}
-			case probeQueueFull:
+					reason: fmt.Sprintf("exporter %s has not delivered in %s: %s", id, rc.Window, eh.lastError)}
+			case eh.metrics.QueueFill() > rc.QueueFill:
 				return probeResult{code: http.StatusServiceUnavailable, status: probeQueueFull,
-					reason: fmt.Sprintf("exporter %s queue is %.0f%% full (readiness.queue_fill %.0f%%)", id, eh.QueueFill()*100, rc.QueueFill*100)}
+					reason: fmt.Sprintf("exporter %s queue is %.0f%% full (readiness.queue_fill %.0f%%)", id, eh.metrics.QueueFill()*100, rc.QueueFill*100)}
 			}
 		}
 	}
@@ -148,100 +148,155 @@ func (h *healthCheck) serveProbe(w http.ResponseWriter, _ *http.Request) {
 
 // exporterJSON is one exporter in /status "exporters".
 type exporterJSON struct {
-	Delivering    bool       `json:"delivering"`
-	Sent          int64      `json:"sent"`
-	Failed        int64      `json:"failed"`
-	FailedEnqueue int64      `json:"failed_enqueue"`
-	Received      int64      `json:"received"`
-	QueueSize     int64      `json:"queue_size"`
-	QueueCapacity int64      `json:"queue_capacity"`
-	LastError     string     `json:"last_error"`
-	ErrorCode     string     `json:"error_code,omitempty"`
-	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
-	LastDelivery  *time.Time `json:"last_delivery,omitempty"`
-	Window        string     `json:"window"`
+	Status         string     `json:"status"`
+	Cause          string     `json:"cause,omitempty"`
+	Delivering     bool       `json:"delivering"`
+	Attempts       int64      `json:"attempts"`
+	FailedAttempts int64      `json:"failed_attempts"`
+	LastError      string     `json:"last_error"`
+	ErrorCode      string     `json:"error_code,omitempty"`
+	LastErrorAt    *time.Time `json:"last_error_at,omitempty"`
+	LastDelivery   *time.Time `json:"last_delivery,omitempty"`
+	Observer       string     `json:"observer,omitempty"`
+	Sent           int64      `json:"sent"`
+	Failed         int64      `json:"failed"`
+	FailedEnqueue  int64      `json:"failed_enqueue"`
+	Received       int64      `json:"received"`
+	QueueSize      int64      `json:"queue_size"`
+	QueueCapacity  int64      `json:"queue_capacity"`
+	Window         string     `json:"window"`
 }
 
 // deliveryJSON is the "delivery" object of /status.
 type deliveryJSON struct {
 	sourceState
-	Window   string `json:"window"`
-	ErrorLog bool   `json:"error_log"`
+	Window string `json:"window"`
 }
 
-// exporterProblem is why an exporter keeps the collector from being ready
-// (probe) or healthy (/status): probeNotDelivering, probeQueueFull, or "".
-func exporterProblem(eh delivery.Health, maxFill float64) string {
-	switch {
-	case !eh.Delivering:
-		return probeNotDelivering
-	case eh.QueueFill() > maxFill:
-		return probeQueueFull
+// exporterHealth is one exporter's delivery: attempts (from backend_auth)
+// and figures scraped from the collector's own metrics.
+type exporterHealth struct {
+	observer     string // the backend_auth instance that reported its attempts, if any
+	attempts     attempts.Summary
+	metrics      delivery.Health
+	delivering   bool
+	lastDelivery time.Time
+	lastError    string
+}
+
+// exporterHealth judges every traces exporter over window ending at now.
+// Attempts decide delivering and the error; an exporter no backend_auth
+// reports on falls back to the metrics ("spans arrived, none sent").
+func (h *healthCheck) exporterHealth(window time.Duration, now time.Time) map[string]exporterHealth {
+	view := h.scraper.collectorView()
+	metrics := h.tracker.Evaluate(window, view.exporters, view.receiversOf)
+	out := make(map[string]exporterHealth, len(metrics))
+	for id, m := range metrics {
+		eh := exporterHealth{metrics: m, delivering: m.Delivering, lastDelivery: m.LastDelivery}
+		// The first extension the exporter names that has reported attempts
+		// (backend_auth); others (another authenticator) never report.
+		for _, obs := range view.observers[id] {
+			if sum := h.attempts.Summary(obs, now, window); sum.Seen {
+				eh.observer, eh.attempts = obs, sum
+				break
+			}
+		}
+		switch {
+		case eh.attempts.Seen:
+			eh.delivering, eh.lastDelivery, eh.lastError = eh.attempts.Delivering, eh.attempts.LastSuccess, eh.attempts.LastError
+		case !m.Delivering:
+			eh.lastError = noDelivery
+		}
+		out[id] = eh
 	}
-	return ""
+	return out
+}
+
+// Causes of an exporter's degraded status, in the order they are checked.
+const (
+	noDelivery         = "no delivery (exporter retrying)"
+	causeNotDelivering = "latest export attempt failed"
+	causeQueueFull     = "sending queue full: new spans are refused"
+	causeQueueStorage  = "queue storage refused writes (file_storage volume full or unwritable): new spans are refused"
+	causeDropped       = "spans dropped (permanent error or retries exhausted)"
+	causeAttempts      = "export attempts failed"
+	causeQueueFill     = "queue above readiness.queue_fill"
+)
+
+// queueFullFill is the fill above which enqueue failures are put down to a
+// full queue; below it, to the queue's storage (a full volume). A request
+// larger than the space left is refused before the queue is at capacity, so
+// the line is not at 100%.
+const queueFullFill = 0.5
+
+// cause says why an exporter is degraded: every reason that holds, joined
+// by "; ", or "" when it is not degraded.
+func cause(eh exporterHealth, maxFill float64) string {
+	m := eh.metrics
+	var causes []string
+	if !eh.delivering {
+		causes = append(causes, causeNotDelivering)
+	}
+	switch {
+	case m.FailedEnqueue > 0 && m.HasQueue && m.QueueFill() >= queueFullFill:
+		causes = append(causes, causeQueueFull)
+	case m.FailedEnqueue > 0:
+		causes = append(causes, causeQueueStorage)
+	case m.QueueFill() > maxFill:
+		causes = append(causes, causeQueueFill)
+	}
+	if m.Failed > 0 {
+		causes = append(causes, causeDropped)
+	}
+	if eh.attempts.Failed > 0 && eh.delivering {
+		causes = append(causes, causeAttempts)
+	}
+	return strings.Join(causes, "; ")
 }
 
 // exporters is the "exporters" object of /status, and whether any of them
-// has a problem (exporterProblem, with readiness.queue_fill).
+// is degraded.
 func (h *healthCheck) exporters() (map[string]exporterJSON, bool) {
 	window := h.cfg.Delivery.Window
-	view := h.scraper.collectorView()
-	health := h.tracker.Evaluate(window, view.exporters, view.receiversOf)
+	health := h.exporterHealth(window, h.clock())
 	out := make(map[string]exporterJSON, len(health))
 	problems := false
-	now := h.clock()
 	for id, eh := range health {
-		if exporterProblem(eh, h.cfg.Readiness.QueueFill) != "" {
-			problems = true
-		}
+		m := eh.metrics
 		ej := exporterJSON{
-			Delivering:    eh.Delivering,
-			Sent:          count(eh.Sent),
-			Failed:        count(eh.Failed),
-			FailedEnqueue: count(eh.FailedEnqueue),
-			Received:      count(eh.Received),
-			QueueSize:     count(eh.QueueSize),
-			QueueCapacity: count(eh.QueueCapacity),
-			Window:        window.String(),
+			Status:         overallOK,
+			Cause:          cause(eh, h.cfg.Readiness.QueueFill),
+			Delivering:     eh.delivering,
+			Attempts:       eh.attempts.OK + eh.attempts.Failed,
+			FailedAttempts: eh.attempts.Failed,
+			LastError:      eh.lastError,
+			ErrorCode:      eh.attempts.ErrorCode,
+			Observer:       eh.observer,
+			Sent:           count(m.Sent),
+			Failed:         count(m.Failed),
+			FailedEnqueue:  count(m.FailedEnqueue),
+			Received:       count(m.Received),
+			QueueSize:      count(m.QueueSize),
+			QueueCapacity:  count(m.QueueCapacity),
+			Window:         window.String(),
 		}
-		if !eh.LastDelivery.IsZero() {
-			t := eh.LastDelivery.UTC()
+		if ej.Cause != "" {
+			ej.Status, problems = overallDegraded, true
+		}
+		if !eh.lastDelivery.IsZero() {
+			t := eh.lastDelivery.UTC()
 			ej.LastDelivery = &t
 		}
-		if !eh.Delivering {
-			ej.LastError, ej.ErrorCode, ej.LastErrorAt = h.lastError(id, eh, now.Add(-window))
+		if !eh.attempts.LastErrorAt.IsZero() {
+			t := eh.attempts.LastErrorAt.UTC()
+			ej.LastErrorAt = &t
 		}
 		out[id] = ej
 	}
 	return out, problems
 }
 
-// lastError picks the best evidence for why exporter id is not delivering:
-// the export error log (delivery.logs_endpoint) seen within the window, else
-// the error.type split of the failed counter (metrics level detailed), else
-// enqueue failures, else "no delivery (exporter retrying)".
-func (h *healthCheck) lastError(id string, eh delivery.Health, notBefore time.Time) (string, string, *time.Time) {
-	if e, ok := h.errors.Last(id); ok && !e.At.Before(notBefore) {
-		t := e.At.UTC()
-		return e.Class, e.Code, &t
-	}
-	if len(eh.FailedByType) > 0 {
-		var best string
-		for _, typ := range slices.Sorted(maps.Keys(eh.FailedByType)) {
-			if best == "" || eh.FailedByType[typ] > eh.FailedByType[best] {
-				best = typ
-			}
-		}
-		class, code := errclass.FromErrorType(best)
-		return class, code, nil
-	}
-	if eh.FailedEnqueue > 0 {
-		return errclass.QueueFull, "QueueFull", nil
-	}
-	return errclass.NoDelivery, "", nil
-}
-
-func (h *healthCheck) serveStatus(w http.ResponseWriter, r *http.Request) {
+func (h *healthCheck) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	comps, sum := h.components.snapshot()
 	probe := h.evaluateProbe(sum)
 	exporters, exporterProblems := h.exporters()
@@ -258,7 +313,7 @@ func (h *healthCheck) serveStatus(w http.ResponseWriter, r *http.Request) {
 
 	// Registered sources first, so the extension's own keys always win.
 	doc := map[string]any{}
-	for name, raw := range h.sources.collect(r.Context()) {
+	for name, raw := range h.sources.collect() {
 		doc[name] = raw
 	}
 	doc["status"] = overall
@@ -267,7 +322,6 @@ func (h *healthCheck) serveStatus(w http.ResponseWriter, r *http.Request) {
 	doc["delivery"] = deliveryJSON{
 		sourceState: h.scraper.state(),
 		Window:      h.cfg.Delivery.Window.String(),
-		ErrorLog:    h.cfg.Delivery.LogsEndpoint != "",
 	}
 	code := http.StatusOK
 	if overall == overallUnavailable {

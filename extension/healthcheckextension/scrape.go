@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/delivery"
-	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/errclass"
+	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/redact"
 	"github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension/internal/selfmetrics"
 )
 
@@ -127,9 +127,9 @@ func (s *scrapeLoop) scrapeOnce(ctx context.Context) {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return // stopping
 		}
-		msg := errclass.Redact(err.Error())
+		msg := redact.Redact(err.Error())
 		if msg != s.lastErr {
-			s.logger.Warn("health_check cannot read the collector's own metrics", zap.String("url", errclass.Redact(url)), zap.String("error", msg))
+			s.logger.Warn("health_check cannot read the collector's own metrics", zap.String("url", redact.Redact(url)), zap.String("error", msg))
 		}
 		s.lastErr = msg
 		return
@@ -149,9 +149,9 @@ type sourceState struct {
 func (s *scrapeLoop) state() sourceState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := sourceState{Source: errclass.Redact(s.lastURL), Error: s.lastErr}
+	st := sourceState{Source: redact.Redact(s.lastURL), Error: s.lastErr}
 	if st.Source == "" {
-		st.Source = errclass.Redact(s.targetLocked())
+		st.Source = redact.Redact(s.targetLocked())
 	}
 	if !s.lastOK.IsZero() {
 		t := s.lastOK

@@ -1,35 +1,26 @@
 package healthcheckextension // import "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension"
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"go.uber.org/zap"
 )
 
-// sourceTimeout bounds how long /status waits for all registered sources.
-const sourceTimeout = time.Second
-
 // reservedKeys are the /status keys the extension writes itself.
 var reservedKeys = map[string]bool{"status": true, "components": true, "exporters": true, "delivery": true}
 
-// statusSource is one registered source. busy stops a slow source from piling
-// up goroutines: while a call is running, later requests report it as busy.
+// statusSource is one registered source: a function returning an in-memory
+// snapshot, called on the request's goroutine.
 type statusSource struct {
-	fn   func() any
-	busy atomic.Bool
+	fn func() any
 }
 
 // statusSources holds the sources registered through RegisterStatusSource.
 type statusSources struct {
-	logger   *zap.Logger
-	mu       sync.Mutex
-	byName   map[string]*statusSource
-	inflight sync.WaitGroup
+	logger *zap.Logger
+	mu     sync.Mutex
+	byName map[string]*statusSource
 }
 
 func newStatusSources(logger *zap.Logger) *statusSources {
@@ -59,56 +50,20 @@ func (s *statusSources) register(name string, fn func() any) func() {
 	}
 }
 
-type sourceResult struct {
-	name string
-	raw  json.RawMessage
-}
-
-// collect calls every source concurrently and returns their JSON by name.
-// A source that panics, fails to marshal or does not answer within
-// sourceTimeout is reported as {"error": "..."} instead.
-func (s *statusSources) collect(ctx context.Context) map[string]json.RawMessage {
+// collect calls every source in turn and returns their JSON by name. Sources
+// are in-memory snapshots (see RegisterStatusSource), so each answer carries
+// every source's report; a source that panics or fails to marshal is
+// reported as {"error": "..."} instead.
+func (s *statusSources) collect() map[string]json.RawMessage {
 	s.mu.Lock()
 	srcs := make(map[string]*statusSource, len(s.byName))
 	for name, src := range s.byName {
 		srcs[name] = src
 	}
 	s.mu.Unlock()
-
 	out := make(map[string]json.RawMessage, len(srcs))
-	results := make(chan sourceResult, len(srcs))
-	pending := map[string]bool{}
 	for name, src := range srcs {
-		if !src.busy.CompareAndSwap(false, true) {
-			out[name] = errorJSON("status source is still answering a previous request")
-			continue
-		}
-		pending[name] = true
-		s.inflight.Add(1)
-		go func() {
-			defer s.inflight.Done()
-			defer src.busy.Store(false)
-			results <- sourceResult{name: name, raw: call(src.fn)}
-		}()
-	}
-	timer := time.NewTimer(sourceTimeout)
-	defer timer.Stop()
-	for len(pending) > 0 {
-		select {
-		case r := <-results:
-			out[r.name] = r.raw
-			delete(pending, r.name)
-		case <-timer.C:
-			for name := range pending {
-				out[name] = errorJSON(fmt.Sprintf("status source did not answer within %s", sourceTimeout))
-			}
-			return out
-		case <-ctx.Done():
-			for name := range pending {
-				out[name] = errorJSON("request cancelled")
-			}
-			return out
-		}
+		out[name] = call(src.fn)
 	}
 	return out
 }
@@ -130,22 +85,4 @@ func call(fn func() any) (raw json.RawMessage) {
 func errorJSON(msg string) json.RawMessage {
 	b, _ := json.Marshal(map[string]string{"error": msg})
 	return b
-}
-
-// wait lets sources still running finish, so Shutdown leaves no goroutine of
-// ours behind when the sources are well behaved. It gives up after
-// sourceTimeout or ctx: a stuck source must not stall the collector's shutdown.
-func (s *statusSources) wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		s.inflight.Wait()
-		close(done)
-	}()
-	timer := time.NewTimer(sourceTimeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-	case <-ctx.Done():
-	}
 }

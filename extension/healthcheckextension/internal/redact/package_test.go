@@ -1,4 +1,4 @@
-package errclass
+package redact
 
 import (
 	"testing"
