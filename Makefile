@@ -189,17 +189,22 @@ bench: $(BINARY)
 	done | tee bench/results/micro.txt
 	$(GO) run ./bench/cmd/collectorbench -binary $(BINARY) -out bench/results -micro bench/results/micro.txt
 
-## fmt: format all Go code
+## fmt: format all Go code (gofmt, then goimports' grouping as .golangci.yml has it)
 .PHONY: fmt
-fmt:
+fmt: $(GOLANGCI_LINT)
 	gofmt -w $$(git ls-files '*.go')
+	@for m in $(MODULES) distribution; do (cd $$m && $(GOLANGCI_LINT) fmt --config $(CURDIR)/.golangci.yml ./...); done
 
-## lint: gofmt and go vet on every module
+## lint: gofmt, go vet and golangci-lint (.golangci.yml) on every module
 .PHONY: lint
-lint:
+lint: $(GOLANGCI_LINT)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@for m in $(MODULES) distribution; do (cd $$m && $(GO) vet ./...); done
+	@for m in $(MODULES) distribution; do \
+	  echo "== golangci-lint $$m"; \
+	  (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...); \
+	done
 
 ## clean: remove build output and installed tools
 .PHONY: clean

@@ -1,15 +1,17 @@
 package deploy
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // configCopies maps each collector config in a kustomization to the
@@ -24,7 +26,7 @@ var configCopies = map[string]string{
 func TestConfigCopiesMatchDistribution(t *testing.T) {
 	for copyPath, src := range configCopies {
 		want := readFile(t, filepath.Join(repoRoot, src))
-		if got := readFile(t, copyPath); string(got) != string(want) {
+		if got := readFile(t, copyPath); !bytes.Equal(got, want) {
 			t.Errorf("%s differs from %s: run `make deploy-config`", copyPath, src)
 		}
 	}

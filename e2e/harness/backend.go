@@ -246,7 +246,7 @@ func (b *Backend) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	var body io.Reader = io.LimitReader(r.Body, maxBackendBody)
+	body := io.LimitReader(r.Body, maxBackendBody)
 	if r.Header.Get("Content-Encoding") == "gzip" {
 		zr, err := gzip.NewReader(body)
 		if err != nil {

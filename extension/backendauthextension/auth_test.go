@@ -69,7 +69,7 @@ func startGRPCBackend(t *testing.T) *grpcBackend {
 		code := b.code
 		b.mu.Unlock()
 		if code != codes.OK {
-			return nil, status.Error(code, "rejected "+fmt.Sprint(md))
+			return nil, status.Error(code, "rejected "+md.String())
 		}
 		return h(ctx, req)
 	}))

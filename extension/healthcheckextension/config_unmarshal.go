@@ -56,7 +56,7 @@ var serverKeys = func() map[string]bool {
 }()
 
 // ownFields returns a pointer to a fresh struct with Config's fields except
-// the server, initialised from c, built by reflection so it cannot drift.
+// the server, initialized from c, built by reflection so it cannot drift.
 func ownFields(c *Config) any {
 	t := reflect.TypeFor[Config]()
 	var fields []reflect.StructField

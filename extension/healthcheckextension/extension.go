@@ -63,10 +63,10 @@ type healthCheck struct {
 }
 
 var (
-	_ extension.Extension                         = (*healthCheck)(nil)
-	_ componentstatus.Watcher                     = (*healthCheck)(nil)
-	_ extensioncapabilities.PipelineWatcher       = (*healthCheck)(nil)
-	_ extensioncapabilities.ConfigSnapshotWatcher = (*healthCheck)(nil)
+	_ extension.Extension                          = (*healthCheck)(nil)
+	_ extensioncapabilities.ComponentStatusWatcher = (*healthCheck)(nil)
+	_ extensioncapabilities.PipelineWatcher        = (*healthCheck)(nil)
+	_ extensioncapabilities.ConfigSnapshotWatcher  = (*healthCheck)(nil)
 )
 
 func newHealthCheck(cfg *Config, set extension.Settings) *healthCheck {
@@ -122,7 +122,7 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 	}
 
 	h.tracker.Seed(h.clock())
-	h.scraper.start()
+	h.scraper.start() //nolint:contextcheck // the scrape loop outlives Start; Shutdown ends it
 	return nil
 }
 
@@ -165,9 +165,9 @@ func (h *healthCheck) NotReady() error {
 	return nil
 }
 
-// ComponentStatusChanged records a component's status. It only takes a short
+// Changed records a component's status. It only takes a short
 // lock, because the collector calls it on the reporting component's goroutine.
-func (h *healthCheck) ComponentStatusChanged(source *componentstatus.InstanceID, event *componentstatus.Event) {
+func (h *healthCheck) Changed(source *componentstatus.InstanceID, event *componentstatus.Event) {
 	h.components.set(source, event)
 }
 

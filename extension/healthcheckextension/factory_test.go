@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/extension/extensioncapabilities"
 	"go.opentelemetry.io/collector/extension/extensiontest"
@@ -28,7 +27,7 @@ func TestLifecycleWithDefaultConfig(t *testing.T) {
 	require.NoError(t, err)
 
 	// The collector discovers these capabilities by type assertion.
-	assert.Implements(t, (*componentstatus.Watcher)(nil), ext)
+	assert.Implements(t, (*extensioncapabilities.ComponentStatusWatcher)(nil), ext)
 	assert.Implements(t, (*extensioncapabilities.PipelineWatcher)(nil), ext)
 	assert.Implements(t, (*extensioncapabilities.ConfigSnapshotWatcher)(nil), ext)
 	_, ok := ext.(interface {

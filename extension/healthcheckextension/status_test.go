@@ -41,11 +41,11 @@ func TestStatusShape(t *testing.T) {
 	require.NoError(t, s.Ready())
 
 	tracesID := pipeline.NewID(pipeline.SignalTraces)
-	s.ComponentStatusChanged(componentstatus.NewInstanceID(component.MustNewID("otlp"), component.KindReceiver, tracesID),
+	s.Changed(componentstatus.NewInstanceID(component.MustNewID("otlp"), component.KindReceiver, tracesID),
 		componentstatus.NewEvent(componentstatus.StatusOK))
-	s.ComponentStatusChanged(componentstatus.NewInstanceID(component.MustNewID("otlp_grpc"), component.KindExporter, tracesID),
+	s.Changed(componentstatus.NewInstanceID(component.MustNewID("otlp_grpc"), component.KindExporter, tracesID),
 		componentstatus.NewRecoverableErrorEvent(errors.New("rpc error: authorization: Bearer abc.def.ghi")))
-	s.ComponentStatusChanged(componentstatus.NewInstanceID(component.MustNewID("health_check"), component.KindExtension),
+	s.Changed(componentstatus.NewInstanceID(component.MustNewID("health_check"), component.KindExtension),
 		componentstatus.NewEvent(componentstatus.StatusOK))
 
 	unregister := s.RegisterStatusSource("propagation", func() any {
@@ -71,7 +71,7 @@ func TestStatusShape(t *testing.T) {
 		assert.Contains(t, exp, key)
 	}
 	assert.Equal(t, true, exp["delivering"])
-	assert.Equal(t, "", exp["last_error"])
+	assert.Empty(t, exp["last_error"])
 	assert.InDelta(t, 3, exp["queue_size"], 0)
 	assert.InDelta(t, 1000, exp["queue_capacity"], 0)
 	assert.Equal(t, "500ms", exp["window"])
@@ -180,7 +180,7 @@ func TestDeliveryHealth(t *testing.T) {
 	e := s.exporter(t, "otlp_grpc")
 	assert.Equal(t, true, e["delivering"])
 	assert.Greater(t, e["sent"], float64(0))
-	assert.Equal(t, "", e["last_error"])
+	assert.Empty(t, e["last_error"])
 	assert.Contains(t, e, "last_delivery")
 
 	// Backend down: spans keep arriving, none are sent.
@@ -207,7 +207,7 @@ func TestDeliveryHealth(t *testing.T) {
 	fake.set(traffic(true))
 	require.Eventually(t, func() bool { return s.exporter(t, "otlp_grpc")["delivering"] == true }, 5*time.Second, 50*time.Millisecond)
 	e = s.exporter(t, "otlp_grpc")
-	assert.Equal(t, "", e["last_error"], "last_error is empty while delivering")
+	assert.Empty(t, e["last_error"], "last_error is empty while delivering")
 }
 
 func TestDeliveryErrorClassFromDetailedMetrics(t *testing.T) {

@@ -52,7 +52,8 @@ func run() error {
 		return err
 	}
 	simCfg := demoMesh()
-	if err := explain(os.Stdout, *config, orphans, *rate, duration); err != nil {
+	err = explain(os.Stdout, *config, orphans, *rate, duration)
+	if err != nil {
 		return err
 	}
 
@@ -62,7 +63,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer col.stop()
+	defer func() { _ = col.stop() }()
 
 	sim, err := meshsim.New(simCfg)
 	if err != nil {
@@ -207,7 +208,7 @@ func startCollector(ctx context.Context, binary, config string) (*collector, str
 	defer cancel()
 	switch err := harness.PollHealthy(ready, c.health, c.exited); {
 	case errors.Is(err, harness.ErrExited):
-		return nil, "", fmt.Errorf("collector exited before it was ready: %v", c.waitErr)
+		return nil, "", fmt.Errorf("collector exited before it was ready: %w", c.waitErr)
 	case ctx.Err() != nil:
 		_ = c.stop()
 		return nil, "", ctx.Err()
