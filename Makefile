@@ -136,7 +136,8 @@ demo: $(BINARY)
 validate: $(BINARY)
 	@for cfg in $(SHIPPED_CONFIGS); do \
 	  echo "validate $$cfg"; \
-	  OTLP_BACKEND_ENDPOINT=backend.example:4317 OTLP_BACKEND_TOKEN=validate-only \
+	  endpoint=backend.example:4317; case $$cfg in *http*) endpoint=https://backend.example:4318;; esac; \
+	  OTLP_BACKEND_ENDPOINT=$$endpoint OTLP_BACKEND_TOKEN=validate-only \
 	    ./$(BINARY) validate --config $$cfg; \
 	done
 

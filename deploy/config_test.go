@@ -49,8 +49,14 @@ func TestConfigMapsPassValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			env := w.Env(cms)
+			if strings.HasSuffix(dir, "overlays/http") {
+				// The example ConfigMap's endpoint is gRPC's host:port; its
+				// comment says OTLP/HTTP takes https://host[:port].
+				env["OTLP_BACKEND_ENDPOINT"] = "https://otlp.backend.example.com"
+			}
 			t.Run(dir+"/"+name, func(t *testing.T) {
-				if err := validate(t, bin, text, w.Env(cms)); err != nil {
+				if err := validate(t, bin, text, env); err != nil {
 					t.Fatal(err)
 				}
 				// And validate really validates: a pipeline naming an undefined
@@ -59,7 +65,7 @@ func TestConfigMapsPassValidate(t *testing.T) {
 				if broken == text {
 					t.Fatal("mutation not applied: no memory_limiter processor defined?")
 				}
-				if err := validate(t, bin, broken, w.Env(cms)); err == nil {
+				if err := validate(t, bin, broken, env); err == nil {
 					t.Fatal("validate accepted a pipeline naming an undefined processor")
 				}
 			})

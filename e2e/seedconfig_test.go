@@ -154,3 +154,26 @@ service:
 		t.Error("the token appears in the collector's logs")
 	}
 }
+
+// config-http.yaml with a gRPC-style host:port endpoint (what the seed's
+// users have) names the variable and the https:// form to write.
+func TestHTTPConfigEndpointFormError(t *testing.T) {
+	cfg := filepath.Join(harness.RepoRoot(), "distribution", "config-http.yaml")
+	env := map[string]string{"OTLP_BACKEND_ENDPOINT": "ingest.backend.example:4318", "OTLP_BACKEND_TOKEN": seedToken, "OTLP_BACKEND_QUEUE_DIR": t.TempDir()}
+	out, err := harness.RunBinary(t, env, "validate", "--config", cfg)
+	if err == nil {
+		t.Fatalf("validate accepted a host:port endpoint for OTLP/HTTP:\n%s", out)
+	}
+	for _, want := range []string{"OTLP_BACKEND_ENDPOINT", "write https://ingest.backend.example:4318"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the error lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, seedToken) {
+		t.Errorf("the error shows the token:\n%s", out)
+	}
+	env["OTLP_BACKEND_ENDPOINT"] = "https://ingest.backend.example:4318"
+	if out, err := harness.RunBinary(t, env, "validate", "--config", cfg); err != nil {
+		t.Errorf("the https:// form is refused: %v\n%s", err, out)
+	}
+}
