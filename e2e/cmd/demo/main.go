@@ -59,12 +59,12 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	print, err := startPrinter(os.Stdout)
+	spanPrinter, err := startPrinter(os.Stdout)
 	if err != nil {
 		return err
 	}
-	defer print.stop()
-	col, grpcEndpoint, err := startCollector(ctx, *binary, *config, print.addr)
+	defer spanPrinter.stop()
+	col, grpcEndpoint, err := startCollector(ctx, *binary, *config, spanPrinter.addr)
 	if err != nil {
 		return err
 	}

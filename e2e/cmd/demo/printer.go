@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
+
 	// The collector's OTLP exporter sends gzip by default.
 	_ "google.golang.org/grpc/encoding/gzip"
 )
