@@ -1,6 +1,8 @@
 # otelcol-istio image: a static binary on distroless, as user 10001.
-#   make image                      (docker or podman, whichever is installed)
+#   make image-docker               (docker or podman, whichever is installed)
 #   docker build -t ghcr.io/otelcol-istio/otelcol-istio:0.1.0 .
+# `make image` builds the same image without a daemon (deploy/cmd/imagebuild,
+# which reads USER, EXPOSE, ENTRYPOINT and CMD from this file's last stage).
 # The build command is the Makefile's `build` recipe; deploy's
 # TestDockerfileBuildsLikeMake keeps them the same, and CI runs that build.
 
@@ -18,6 +20,11 @@ RUN mkdir -p /out/queue
 
 # Static: CA certificates, /etc/passwd and tzdata, no shell, no libc.
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.source="https://github.com/otelcol-istio/otelcol-istio" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /out/otelcol-istio /otelcol-istio
 COPY --from=build --chown=10001:10001 /out/queue /var/lib/otelcol-istio/queue
 COPY distribution/config.yaml /etc/otelcol-istio/config.yaml

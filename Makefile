@@ -37,8 +37,20 @@ BINARY_SOURCES := builder-config.yaml $(shell find distribution processor extens
 
 # The container image `make image` builds; deploy/kubernetes/base uses this name.
 IMAGE ?= ghcr.io/otelcol-istio/otelcol-istio:0.1.0
-# docker, else podman: whichever is installed.
+# docker, else podman: whichever is installed (only `make image-docker` needs one).
 CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+# `make image` writes the image without a daemon, twice over: a `docker save`
+# archive and an OCI image layout directory (deploy/cmd/imagebuild).
+IMAGE_TAR      := bin/otelcol-istio-image.tar
+IMAGE_LAYOUT   := bin/otelcol-istio-oci
+IMAGE_VERSION   = $(lastword $(subst :, ,$(IMAGE)))
+IMAGE_SOURCE   := https://github.com/otelcol-istio/otelcol-istio
+IMAGE_REVISION  = $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+# The commit time stamps the image and its files: same commit, same digest.
+IMAGE_CREATED   = $(shell git log -1 --format=%cI 2>/dev/null)
+# The build machine's CA bundle (Debian's ca-certificates), shipped as
+# /etc/ssl/certs/ca-certificates.crt like distroless does; empty: none.
+CA_CERTS       ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 # Native Go fuzz targets: `make test` runs each for FUZZ_TIME_CI, `make fuzz`
 # for FUZZ_TIME. Minimising a new input is capped so a short run fuzzes.
@@ -126,17 +138,35 @@ demo: $(BINARY)
 validate: $(BINARY)
 	@for cfg in $(SHIPPED_CONFIGS); do \
 	  echo "validate $$cfg"; \
-	  OTLP_BACKEND_ENDPOINT=backend.example:4317 OTLP_BACKEND_TOKEN=validate-only \
+	  endpoint=backend.example:4317; case $$cfg in *http*) endpoint=https://backend.example:4318;; esac; \
+	  OTLP_BACKEND_ENDPOINT=$$endpoint OTLP_BACKEND_TOKEN=validate-only \
 	    ./$(BINARY) validate --config $$cfg; \
 	done
 
-## image: build the container image $(IMAGE) with docker or podman (Dockerfile)
+## image: build the image $(IMAGE) without a daemon: $(IMAGE_TAR) (docker load) and $(IMAGE_LAYOUT)/ (OCI layout)
 .PHONY: image
-image:
+image: $(BINARY)
+	@cd deploy && $(GO) build -o ../bin/imagebuild ./cmd/imagebuild
+	./bin/imagebuild -dockerfile Dockerfile -binary $(BINARY) -config distribution/config.yaml \
+	  -ca-certs '$(CA_CERTS)' -image $(IMAGE) -source $(IMAGE_SOURCE) -version $(IMAGE_VERSION) \
+	  -revision '$(IMAGE_REVISION)' -created '$(IMAGE_CREATED)' -tar $(IMAGE_TAR) -layout $(IMAGE_LAYOUT)
+
+## image-docker: build the same image from the Dockerfile with docker or podman (needs a running daemon for docker)
+.PHONY: image-docker
+image-docker:
 	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
-	  echo "make image: neither docker nor podman is installed; 'make build' makes the same static binary"; exit 1; \
+	  echo "make image-docker: neither docker nor podman is installed."; \
+	  echo "  'make image' builds the image without one: $(IMAGE_TAR) and $(IMAGE_LAYOUT)/"; exit 1; \
 	fi
-	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+	@if ! $(CONTAINER_ENGINE) info >/dev/null 2>&1; then \
+	  echo "make image-docker: $(CONTAINER_ENGINE) is installed, but no daemon answers ('$(CONTAINER_ENGINE) info' fails)."; \
+	  echo "  Start the daemon (e.g. 'sudo systemctl start docker'), or build without one:"; \
+	  echo "    make image                          # writes $(IMAGE_TAR) and $(IMAGE_LAYOUT)/"; \
+	  echo "    docker load -i $(IMAGE_TAR)   # where a daemon runs; or: podman load -i $(IMAGE_TAR)"; \
+	  echo "    crane push $(IMAGE_TAR) $(IMAGE)   # straight to a registry"; \
+	  exit 1; \
+	fi
+	$(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_VERSION) --build-arg REVISION='$(IMAGE_REVISION)' -t $(IMAGE) .
 
 ## deploy-config: copy the shipped collector configs into the kustomizations
 .PHONY: deploy-config
@@ -191,17 +221,22 @@ bench: $(BINARY)
 	done | tee bench/results/micro.txt
 	$(GO) run ./bench/cmd/collectorbench -binary $(BINARY) -out bench/results -micro bench/results/micro.txt
 
-## fmt: format all Go code
+## fmt: format all Go code (gofmt, then goimports' grouping as .golangci.yml has it)
 .PHONY: fmt
-fmt:
+fmt: $(GOLANGCI_LINT)
 	gofmt -w $$(git ls-files '*.go')
+	@for m in $(MODULES) distribution; do (cd $$m && $(GOLANGCI_LINT) fmt --config $(CURDIR)/.golangci.yml ./...); done
 
-## lint: gofmt and go vet on every module
+## lint: gofmt, go vet and golangci-lint (.golangci.yml) on every module
 .PHONY: lint
-lint:
+lint: $(GOLANGCI_LINT)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@for m in $(MODULES) distribution; do (cd $$m && $(GO) vet ./...); done
+	@for m in $(MODULES) distribution; do \
+	  echo "== golangci-lint $$m"; \
+	  (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...); \
+	done
 
 ## clean: remove build output and installed tools
 .PHONY: clean

@@ -103,7 +103,8 @@ func measure(b *testing.B, p processor.Traces, src []ptrace.Traces) {
 
 // BenchmarkIstioSpan measures the processor (processorhelper included) on
 // batches of 1000 simulated Bookinfo spans with the default config, which
-// includes every step the build has (normalisation; orphans once merged).
+// includes every step: the UTF-8 check, normalisation, and orphans with
+// re-linking by x-request-id.
 //
 //   - mixed: 40% renamed, 30% already normalised, 20% orphan traffic,
 //     10% non-Istio, one resource per proxy export, in one call.

@@ -1,15 +1,17 @@
 package deploy
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // configCopies maps each collector config in a kustomization to the
@@ -24,7 +26,7 @@ var configCopies = map[string]string{
 func TestConfigCopiesMatchDistribution(t *testing.T) {
 	for copyPath, src := range configCopies {
 		want := readFile(t, filepath.Join(repoRoot, src))
-		if got := readFile(t, copyPath); string(got) != string(want) {
+		if got := readFile(t, copyPath); !bytes.Equal(got, want) {
 			t.Errorf("%s differs from %s: run `make deploy-config`", copyPath, src)
 		}
 	}
@@ -47,8 +49,14 @@ func TestConfigMapsPassValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			env := w.Env(cms)
+			if strings.HasSuffix(dir, "overlays/http") {
+				// The example ConfigMap's endpoint is gRPC's host:port; its
+				// comment says OTLP/HTTP takes https://host[:port].
+				env["OTLP_BACKEND_ENDPOINT"] = "https://otlp.backend.example.com"
+			}
 			t.Run(dir+"/"+name, func(t *testing.T) {
-				if err := validate(t, bin, text, w.Env(cms)); err != nil {
+				if err := validate(t, bin, text, env); err != nil {
 					t.Fatal(err)
 				}
 				// And validate really validates: a pipeline naming an undefined
@@ -57,7 +65,7 @@ func TestConfigMapsPassValidate(t *testing.T) {
 				if broken == text {
 					t.Fatal("mutation not applied: no memory_limiter processor defined?")
 				}
-				if err := validate(t, bin, broken, w.Env(cms)); err == nil {
+				if err := validate(t, bin, broken, env); err == nil {
 					t.Fatal("validate accepted a pipeline naming an undefined processor")
 				}
 			})

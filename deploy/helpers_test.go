@@ -7,11 +7,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 )
 
 // repoRoot is the repository root, seen from this module's directory.

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // dockerfile is the parsed Dockerfile: instructions by stage.
@@ -101,7 +102,7 @@ func TestDockerfileRuntimeStage(t *testing.T) {
 			user = f[1]
 		case "EXPOSE":
 			for _, p := range f[1:] {
-				n, err := strconv.Atoi(strings.TrimSuffix(p, "/tcp"))
+				n, err := strconv.ParseInt(strings.TrimSuffix(p, "/tcp"), 10, 32)
 				if err != nil {
 					t.Fatal(err)
 				}

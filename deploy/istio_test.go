@@ -6,12 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/istioconfig"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
-	"google.golang.org/protobuf/proto"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // istioProviderService is the host every Istio file sends spans to.

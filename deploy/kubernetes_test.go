@@ -7,15 +7,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 )
 
 // notKubernetes are YAML files under deploy/kubernetes that are not

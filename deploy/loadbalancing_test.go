@@ -4,10 +4,11 @@ import (
 	"slices"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Routing keys contrib's loadbalancing exporter accepts for traces

@@ -6,10 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // checkAll runs every workload, ConfigMap and Service rule over a set of
@@ -188,7 +189,7 @@ func baseObjects(t *testing.T, deploymentYAML, configYAML string) []manifest.Obj
 		case "config.yaml":
 			data = []byte(configYAML)
 		}
-		if err := os.WriteFile(dir+"/"+e.Name(), data, 0o600); err != nil {
+		if err = os.WriteFile(dir+"/"+e.Name(), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

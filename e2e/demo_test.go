@@ -24,7 +24,12 @@ var workloadNames = map[string]bool{
 	"reviews.default": true, "ratings.default": true,
 }
 
-var serviceNameRe = regexp.MustCompile(`(?:^| )service\.name=(\S+)`)
+// spanLineRe is one span line of the demo: SERVICE ORPHAN KIND SPAN TRACE
+// [NOTE] (e2e/cmd/demo/printer.go).
+var spanLineRe = regexp.MustCompile(`^(\S+) +(ORPHAN|-) +(SERVER|CLIENT|[A-Z]+) +(\S+) +([0-9a-f]{8})(?:  (.*))?$`)
+
+// maxDemoLine is how wide a span line may be: a terminal, not a log viewer.
+const maxDemoLine = 130
 
 // `make demo` with DEMO_DURATION runs bounded: it prints the explanation
 // first, then normalised resources (and, when the demo config enables the
@@ -40,8 +45,8 @@ func TestDemoBounded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
-	orphans := demoFlagsOrphans(t)
-	checkDemoOutput(t, string(out), orphans)
+	orphans, linked := demoFlagsOrphans(t)
+	checkDemoOutput(t, string(out), orphans, linked)
 	if !strings.Contains(string(out), "Collector stopped: cleanly") {
 		t.Errorf("the demo did not report a clean collector stop:\n%s", tail(string(out), 3000))
 	}
@@ -55,8 +60,8 @@ func TestDemoBounded(t *testing.T) {
 			}
 		}
 	}
-	if strings.Contains(string(out), "\twarn\t") {
-		t.Errorf("the demo printed a warning:\n%s", tail(string(out), 3000))
+	if strings.Contains(string(out), "\twarn\t") || strings.Contains(string(out), "\terror\t") {
+		t.Errorf("the demo printed a warning or an error:\n%s", tail(string(out), 3000))
 	}
 }
 
@@ -78,7 +83,7 @@ func TestDemoInterrupt(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "\nResourceTraces #") {
+	for !strings.Contains(out.String(), "\nproductpage.default ") {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			t.Fatalf("no spans printed within 60s:\n%s", out.String())
@@ -102,58 +107,71 @@ func TestDemoInterrupt(t *testing.T) {
 	}
 }
 
-func checkDemoOutput(t *testing.T, out string, orphans bool) {
+func checkDemoOutput(t *testing.T, out string, orphans, linked bool) {
 	t.Helper()
 	banner := strings.Index(out, "otelcol-istio demo:")
-	first := strings.Index(out, "\nResourceTraces #") // the banner mentions the word too
+	first := strings.Index(out, "\nSERVICE (normalised)  ")
 	if banner < 0 || first < 0 || banner > first {
-		t.Fatalf("want the explanation before the first span (banner at %d, first resource at %d):\n%s", banner, first, tail(out, 3000))
+		t.Fatalf("want the explanation before the span lines (banner at %d, header at %d):\n%s", banner, first, tail(out, 3000))
 	}
 	renamed := map[string]bool{}
-	orphanLines, resources := 0, 0
-	sc := bufio.NewScanner(strings.NewReader(out[first:]))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	orphanLines, linkedLines, spans := 0, 0, 0
+	sc := bufio.NewScanner(strings.NewReader(out[first+1:]))
+	sc.Scan() // the header
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "ResourceTraces ") {
-			resources++
-			m := serviceNameRe.FindStringSubmatch(line)
-			if m == nil || !workloadNames[m[1]] {
-				t.Errorf("resource not normalised: %s", line)
+		m := spanLineRe.FindStringSubmatch(line)
+		if m == nil {
+			if line == "" {
+				break // the span lines end where the closing report starts
 			}
-			if i := strings.Index(line, "istio.original_service_name="); i >= 0 {
-				renamed[strings.Fields(line[i:])[0]] = true
-			}
+			t.Errorf("not a span line: %q", line)
 			continue
 		}
-		if strings.Contains(line, "istio.orphan=true") {
+		spans++
+		if len(line) > maxDemoLine {
+			t.Errorf("span line of %d characters (at most %d): %s", len(line), maxDemoLine, line)
+		}
+		service, flag, kind, name, note := m[1], m[2], m[3], m[4], m[6]
+		if !workloadNames[service] {
+			t.Errorf("service not normalised: %s", line)
+		}
+		if was, ok := strings.CutPrefix(note, "was "); ok {
+			renamed[strings.Split(was, ",")[0]] = true
+		}
+		if flag == "ORPHAN" {
 			orphanLines++
-			if !strings.Contains(line, "node_id=sidecar~10.244.0.25~productpage-v1") ||
-				!(strings.HasPrefix(line, "details.default.svc") || strings.HasPrefix(line, "reviews.default.svc")) ||
-				!strings.Contains(line, "istio.orphan.reason=missing_trace_context") {
-				t.Errorf("flagged span is not one of productpage's CLIENT calls: %.200s", line)
+			if service != "productpage.default" || kind != "CLIENT" ||
+				!strings.HasPrefix(name, "details.default:") && !strings.HasPrefix(name, "reviews.default:") {
+				t.Errorf("flagged span is not one of productpage's CLIENT calls: %s", line)
+			}
+			if strings.Contains(note, "linked") {
+				linkedLines++
 			}
 		}
 	}
-	if resources == 0 {
-		t.Fatal("no resources printed")
+	if spans == 0 {
+		t.Fatal("no span lines printed")
 	}
-	for _, want := range []string{"istio.original_service_name=productpage-v1", "istio.original_service_name=reviews"} {
+	for _, want := range []string{"productpage-v1", "reviews"} {
 		if !renamed[want] {
-			t.Errorf("no resource with %s; saw %v", want, renamed)
+			t.Errorf("no span line noting \"was %s\"; saw %v", want, renamed)
 		}
 	}
 	if orphans && orphanLines == 0 {
-		t.Error("the demo config enables orphans, but no span was flagged istio.orphan=true")
+		t.Error("the demo config enables orphans, but no span line is flagged ORPHAN")
 	}
 	if !orphans && orphanLines != 0 {
 		t.Errorf("%d spans flagged although the demo config does not enable orphans", orphanLines)
 	}
+	if orphans && linked && linkedLines == 0 {
+		t.Error("the demo config links orphans by x-request-id, but no orphan line notes \"linked\"")
+	}
 }
 
 // demoFlagsOrphans reads whether distribution/config.demo.yaml turns on
-// istio_span's orphan step.
-func demoFlagsOrphans(t *testing.T) bool {
+// istio_span's orphan step, and its re-linking by x-request-id.
+func demoFlagsOrphans(t *testing.T) (orphans, linked bool) {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "distribution", "config.demo.yaml"))
 	if err != nil {
@@ -163,7 +181,8 @@ func demoFlagsOrphans(t *testing.T) bool {
 		Processors struct {
 			IstioSpan struct {
 				Orphans *struct {
-					Enabled *bool `yaml:"enabled"`
+					Enabled         *bool `yaml:"enabled"`
+					LinkByRequestID *bool `yaml:"link_by_request_id"`
 				} `yaml:"orphans"`
 			} `yaml:"istio_span"`
 		} `yaml:"processors"`
@@ -172,5 +191,7 @@ func demoFlagsOrphans(t *testing.T) bool {
 		t.Fatal(err)
 	}
 	o := doc.Processors.IstioSpan.Orphans
-	return o != nil && (o.Enabled == nil || *o.Enabled)
+	orphans = o != nil && (o.Enabled == nil || *o.Enabled)
+	// link_by_request_id defaults to true (istio_span's README).
+	return orphans, orphans && (o.LinkByRequestID == nil || *o.LinkByRequestID)
 }

@@ -181,7 +181,11 @@ func TestValidateShippedConfigs(t *testing.T) {
 	}
 	for _, cfg := range configs {
 		t.Run(filepath.Base(cfg), func(t *testing.T) {
-			out, err := harness.RunBinary(t, shippedConfigEnv(t), "validate", "--config", cfg)
+			env := shippedConfigEnv(t)
+			if filepath.Base(cfg) == "config-http.yaml" {
+				env["OTLP_BACKEND_ENDPOINT"] = "https://backend.example:4318" // OTLP/HTTP takes a base URL
+			}
+			out, err := harness.RunBinary(t, env, "validate", "--config", cfg)
 			if err != nil {
 				t.Fatalf("validate %s: %v\n%s", cfg, err, out)
 			}

@@ -49,7 +49,7 @@ func TestMeshsimThroughIstioSpan(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, f := range flushes {
-		harness.EachSpan(f.Traces, func(rs ptrace.ResourceSpans, s ptrace.Span) {
+		harness.EachSpan(f.Traces, func(_ ptrace.ResourceSpans, s ptrace.Span) {
 			if s.Kind() == ptrace.SpanKindClient && s.ParentSpanID().IsEmpty() {
 				c, _ := s.Attributes().Get("istio.canonical_service")
 				if c.Str() != "istio-ingressgateway" {

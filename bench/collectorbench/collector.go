@@ -122,7 +122,7 @@ type CollectorOptions struct {
 
 // StartCollector starts the binary with the pipeline on free ports and waits
 // until it is healthy.
-func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
+func StartCollector(ctx context.Context, p Pipeline, o CollectorOptions) (*Collector, error) {
 	ports := make([]string, 3)
 	for i := range ports {
 		addr, err := harness.FreeAddr()
@@ -160,11 +160,11 @@ func StartCollector(p Pipeline, o CollectorOptions) (*Collector, error) {
 		return nil, err
 	}
 	go func() { c.err = c.cmd.Wait(); close(c.done) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	switch err := harness.PollHealthy(ctx, c.health, c.done); {
 	case errors.Is(err, harness.ErrExited):
-		return nil, fmt.Errorf("%s collector exited: %v\n%s", p, c.err, c.logs.String())
+		return nil, fmt.Errorf("%s collector exited: %w\n%s", p, c.err, c.logs.String())
 	case err != nil:
 		c.Stop()
 		return nil, fmt.Errorf("%s collector not healthy after 30s\n%s", p, c.logs.String())

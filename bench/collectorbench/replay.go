@@ -183,7 +183,7 @@ func (r *Replayer) send(ctx context.Context, worker, i int) error {
 func (r *Replayer) exchange(c *httpConn, i int) (keep bool, err error) {
 	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
 	bufs := net.Buffers{r.heads[i], r.pool[i].Body}
-	if _, err := bufs.WriteTo(c.c); err != nil {
+	if _, err = bufs.WriteTo(c.c); err != nil {
 		return false, err
 	}
 	resp, err := http.ReadResponse(c.r, nil)

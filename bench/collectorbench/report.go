@@ -22,7 +22,7 @@ type Machine struct {
 }
 
 // ReadMachine reads /proc and git; missing pieces stay empty.
-func ReadMachine(o Options) Machine {
+func ReadMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadAvg()}
 	if raw, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(raw), "\n") {

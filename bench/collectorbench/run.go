@@ -153,7 +153,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	setDefault(&o.Queue, d.Queue)
 	setDefault(&o.Compression, d.Compression)
 	rep := &Report{Started: time.Now(), Options: o, MaxSustained: map[string]float64{}}
-	rep.Machine = ReadMachine(o)
+	rep.Machine = ReadMachine()
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, "collectorbench: "+format+"\n", a...) }
 
 	if o.CollectorCPUs != "" {
@@ -186,7 +186,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		defer s.Stop()
 		sinks[p] = s
-		c, err := StartCollector(p, CollectorOptions{Binary: o.Binary, CPUs: o.CollectorCPUs, GOMAXPROCS: o.GOMAXPROCS,
+		c, err := StartCollector(ctx, p, CollectorOptions{Binary: o.Binary, CPUs: o.CollectorCPUs, GOMAXPROCS: o.GOMAXPROCS,
 			Dir: dir, SinkAddr: s.Endpoint(), Queue: o.Queue, Compression: o.Compression})
 		if err != nil {
 			return nil, err

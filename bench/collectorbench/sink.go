@@ -43,8 +43,8 @@ func StartSink() (*Sink, error) {
 		HandlerType: (*any)(nil),
 		Methods: []grpc.MethodDesc{{MethodName: "Export", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
 			var body []byte
-			if err := dec(&body); err != nil {
-				return nil, err
+			if decodeErr := dec(&body); decodeErr != nil {
+				return nil, decodeErr
 			}
 			s.spans.Add(int64(countSpans(body)))
 			return &emptyReply, nil

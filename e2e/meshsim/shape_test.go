@@ -250,7 +250,7 @@ func assertEnvoyBasics(t *testing.T, s span) {
 		s.Flags() != 0 || s.TraceState().AsRaw() != "" {
 		t.Errorf("%s: status, events, links, flags or trace state set", s.sig())
 	}
-	if !(s.StartTimestamp() < s.EndTimestamp()) {
+	if s.StartTimestamp() >= s.EndTimestamp() {
 		t.Errorf("%s: ends before it starts", s.sig())
 	}
 	if r := rid(s); r != "" && (len(r) != 36 || r[14] != '9') {

@@ -1,6 +1,7 @@
 package meshsim
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -241,7 +242,7 @@ func TestDeterministic(t *testing.T) {
 	b, _ := simulate(t, cfg, 20)
 	ja, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(merge(a))
 	jb, _ := (&ptrace.JSONMarshaler{}).MarshalTraces(merge(b))
-	if string(ja) != string(jb) {
+	if !bytes.Equal(ja, jb) {
 		t.Error("two runs with one seed differ")
 	}
 }

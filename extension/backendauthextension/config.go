@@ -3,6 +3,7 @@ package backendauthextension // import "github.com/otelcol-istio/otelcol-istio/e
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/collector/config/configopaque"
@@ -30,6 +31,12 @@ type Config struct {
 	TokenFile string `mapstructure:"token_file"`
 	// Insecure allows sending the token without TLS.
 	Insecure bool `mapstructure:"insecure"`
+	// Protocol is the exporter's, "grpc" or "http"; empty checks no form.
+	// With "http" the endpoint must be the base URL the OTLP/HTTP exporter
+	// needs (https://host[:port]), which its own error ("endpoint must be a
+	// valid URL") does not say, and a bare host:port it would even accept
+	// and then fail to send to.
+	Protocol string `mapstructure:"protocol"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -51,6 +58,11 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, errNoEndpoint)
 	case strings.HasPrefix(strings.ToLower(endpoint), "http://") && !cfg.Insecure:
 		errs = append(errs, errPlaintextNeedOK)
+	case cfg.Protocol == protocolHTTP && !isBaseURL(endpoint):
+		errs = append(errs, httpEndpointError(endpoint))
+	}
+	if cfg.Protocol != "" && cfg.Protocol != protocolGRPC && cfg.Protocol != protocolHTTP {
+		errs = append(errs, fmt.Errorf("protocol %q must be grpc, http or empty", cfg.Protocol))
 	}
 	switch {
 	case cfg.Token == "" && cfg.TokenFile == "":
@@ -70,6 +82,36 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("scheme %q (OTLP_BACKEND_AUTH_SCHEME) must be one word, such as Bearer, or empty", cfg.Scheme))
 	}
 	return errors.Join(errs...)
+}
+
+// The exporters' protocols, for Config.Protocol.
+const (
+	protocolGRPC = "grpc"
+	protocolHTTP = "http"
+)
+
+// isBaseURL says whether endpoint is an absolute http(s) URL with a host.
+func isBaseURL(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// httpEndpointError says what to write instead of endpoint. An endpoint with
+// user info may hold a password, and is not repeated.
+func httpEndpointError(endpoint string) error {
+	const msg = "endpoint%s (OTLP_BACKEND_ENDPOINT) is not a base URL, as OTLP/HTTP needs: write https://%s " +
+		"(/v1/traces is appended; http:// only with OTLP_BACKEND_INSECURE=true)"
+	if strings.Contains(endpoint, "@") {
+		return fmt.Errorf(msg, "", "host[:port]")
+	}
+	host := endpoint
+	if _, rest, ok := strings.Cut(endpoint, "://"); ok {
+		host = rest // a scheme other than http(s): keep what follows it
+	}
+	if host == "" {
+		host = "host[:port]"
+	}
+	return fmt.Errorf(msg, fmt.Sprintf(" %q", endpoint), host)
 }
 
 // header is the header name to send the token in.

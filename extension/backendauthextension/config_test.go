@@ -81,3 +81,38 @@ func TestEmptyValuesMeanDefaults(t *testing.T) {
 	assert.Empty(t, cfg.Scheme)
 	assert.False(t, cfg.Insecure)
 }
+
+// With protocol: http (config-http.yaml), an endpoint the OTLP/HTTP exporter
+// cannot send to stops the start with the variable and the https:// form.
+func TestValidateHTTPEndpointForm(t *testing.T) {
+	const secret = "s3cret-token"
+	for _, tt := range []struct {
+		endpoint string
+		want     string // "" means valid
+	}{
+		{"10.0.0.1:4318", `endpoint "10.0.0.1:4318" (OTLP_BACKEND_ENDPOINT) is not a base URL, as OTLP/HTTP needs: write https://10.0.0.1:4318`},
+		{"backend.example:4318", "write https://backend.example:4318"},
+		{"backend.example", "write https://backend.example"},
+		{"grpc://backend.example:4317", "write https://backend.example:4317"},
+		{"https://user:pw@", "write https://host[:port]"},
+		{"https://backend.example", ""},
+		{"https://backend.example:4318/otlp", ""},
+		{"[::1]:4318", "write https://[::1]:4318"},
+	} {
+		t.Run(tt.endpoint, func(t *testing.T) {
+			err := (&Config{Endpoint: tt.endpoint, Token: secret, Protocol: "http"}).Validate()
+			if tt.want == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.Contains(t, err.Error(), "OTLP_BACKEND_ENDPOINT")
+			assert.NotContains(t, err.Error(), "pw", "user info is not repeated")
+		})
+	}
+	// gRPC keeps host:port, and no protocol checks no form.
+	require.NoError(t, (&Config{Endpoint: "backend.example:4317", Token: secret, Protocol: "grpc"}).Validate())
+	require.NoError(t, (&Config{Endpoint: "backend.example:4317", Token: secret}).Validate())
+	require.ErrorContains(t, (&Config{Endpoint: "https://b", Token: secret, Protocol: "otlp"}).Validate(), `protocol "otlp" must be grpc, http or empty`)
+}

@@ -41,6 +41,10 @@ type Config struct {
 	// Readiness optionally gates Path on delivery health. Off by default.
 	Readiness ReadinessConfig `mapstructure:"readiness"`
 
+	// legacyPort is contrib's removed `port` key when a config still has it
+	// (see config_unmarshal.go); it became the endpoint, and Create warns.
+	legacyPort int
+
 	// prevent unkeyed literal initialization
 	_ struct{}
 }

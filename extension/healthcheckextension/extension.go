@@ -110,7 +110,7 @@ func (h *healthCheck) Start(ctx context.Context, host component.Host) error {
 	go serve(srv, ln, h.serverDone, host)
 
 	h.tracker.Seed(h.clock())
-	h.scraper.start()
+	h.scraper.start() //nolint:contextcheck // the scrape loop outlives Start; Shutdown ends it
 	return nil
 }
 

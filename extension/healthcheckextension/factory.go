@@ -66,5 +66,6 @@ func createDefaultConfig() component.Config {
 }
 
 func createExtension(_ context.Context, set extension.Settings, cfg component.Config) (extension.Extension, error) {
+	cfg.(*Config).warnLegacyPort(set.Logger)
 	return newHealthCheck(cfg.(*Config), set), nil
 }

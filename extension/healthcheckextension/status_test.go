@@ -64,7 +64,7 @@ func TestStatusShape(t *testing.T) {
 		assert.Contains(t, exp, key)
 	}
 	assert.Equal(t, true, exp["delivering"])
-	assert.Equal(t, "", exp["last_error"])
+	assert.Empty(t, exp["last_error"])
 	assert.InDelta(t, 3, exp["queue_size"], 0)
 	assert.InDelta(t, 1000, exp["queue_capacity"], 0)
 	assert.Equal(t, "500ms", exp["window"])

@@ -2,6 +2,7 @@ package istiospanprocessor // import "github.com/otelcol-istio/otelcol-istio/pro
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.opentelemetry.io/collector/client"
@@ -46,7 +47,12 @@ func (s *invalidUTF8Step) apply(ctx context.Context, td ptrace.Traces) error {
 	if err == nil {
 		return nil
 	}
-	field := zap.String("field", err.(*utf8check.Error).Path)
+	var bad *utf8check.Error
+	path := ""
+	if errors.As(err, &bad) {
+		path = bad.Path
+	}
+	field := zap.String("field", path)
 	if s.action == InvalidUTF8Replace {
 		n := utf8check.Repair(td)
 		s.telemetry.ProcessorIstioSpanStringsRepaired.Add(ctx, int64(n), s.reason...)

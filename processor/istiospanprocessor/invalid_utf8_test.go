@@ -2,7 +2,6 @@ package istiospanprocessor
 
 import (
 	"context"
-	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -73,7 +72,7 @@ func TestRejectsInvalidUTF8(t *testing.T) {
 	assert.Equal(t, codes.InvalidArgument, st.Code())
 	assert.Contains(t, st.Message(), "istio_span: invalid UTF-8 in resource_spans[1]")
 	var bad *utf8check.Error
-	require.True(t, errors.As(err, &bad))
+	require.ErrorAs(t, err, &bad)
 	assert.Equal(t, `resource_spans[1].scope_spans[0].spans[0].attributes["authorization"]`, bad.Path)
 	assert.Contains(t, err.Error(), "invalid UTF-8 in resource_spans[1]")
 	assert.NotContains(t, err.Error(), "s3cr3t")
@@ -83,7 +82,7 @@ func TestRejectsInvalidUTF8(t *testing.T) {
 		Attributes: attribute.NewSet(attribute.String("reason", "invalid_utf8")), Value: int64(spans),
 	}}, metricdatatest.IgnoreTimestamp())
 	_, err = tel.GetMetric("otelcol_processor_istio_span_spans_renamed")
-	assert.Error(t, err, "a refused batch is not processed")
+	require.Error(t, err, "a refused batch is not processed")
 
 	refusals := logs.FilterMessage("Refused spans with a string that is not valid UTF-8").All()
 	require.Len(t, refusals, 1, "one line per refused request")
@@ -177,7 +176,7 @@ func TestRejectionMessageIsValidUTF8(t *testing.T) {
 	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes().PutStr("k\xc3\x28", "v")
 	err := p.ConsumeTraces(context.Background(), td)
 	require.Error(t, err)
-	assert.True(t, strings.ToValidUTF8(err.Error(), "?") == err.Error(), "message: %q", err.Error())
+	assert.Equal(t, err.Error(), strings.ToValidUTF8(err.Error(), "?"), "the message is valid UTF-8")
 	assert.Contains(t, err.Error(), `key "k\xc3("`)
 }
 
@@ -207,7 +206,7 @@ func TestReplaceInvalidUTF8(t *testing.T) {
 		Attributes: attribute.NewSet(attribute.String("reason", "invalid_utf8")), Value: 2,
 	}}, metricdatatest.IgnoreTimestamp())
 	_, err := tel.GetMetric("otelcol_processor_istio_span_spans_rejected")
-	assert.Error(t, err, "nothing refused")
+	require.Error(t, err, "nothing refused")
 	repairs := logs.FilterMessage("Replaced invalid UTF-8 in span strings").All()
 	require.Len(t, repairs, 1)
 	assert.Equal(t, zapcore.DebugLevel, repairs[0].Level)

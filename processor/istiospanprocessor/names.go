@@ -274,11 +274,12 @@ func (n *nameNormalizer) apply(res pcommon.Resource, g *group, ownName bool, c *
 		}
 	}
 
-	if rename {
+	switch {
+	case rename:
 		c.renamed += g.spans
-	} else if n.format == FormatPreserve {
+	case n.format == FormatPreserve:
 		c.untouched[reasonPreserve] += g.spans
-	} else {
+	default:
 		c.untouched[reasonAlreadyNormalized] += g.spans
 	}
 	if !rename && !setNamespace && !setK8sNamespace && !setVersion {

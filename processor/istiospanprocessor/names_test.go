@@ -355,7 +355,7 @@ func TestAllocations(t *testing.T) {
 			})
 		}
 		one, many := perBatch(1), perBatch(25)
-		assert.Equal(t, one, many, "allocations must not grow with spans per resource")
+		assert.InDelta(t, one, many, 0.5, "allocations must not grow with spans per resource")
 		// Per resource and rename: the new string value (and the C.N string).
 		assert.LessOrEqual(t, one, float64(20*2*2))
 	})

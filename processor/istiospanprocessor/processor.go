@@ -61,7 +61,7 @@ func (p *istioSpanProcessor) processTraces(ctx context.Context, td ptrace.Traces
 	// reports by the normalised name, and the spans are still in cache
 	// (a batch of 1000 fresh spans does not fit in L2).
 	p.names.normalizeEach(ctx, td, b.Resource)
-	b.End()
+	b.End(ctx)
 	return td, nil
 }
 

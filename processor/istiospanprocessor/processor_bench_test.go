@@ -1,7 +1,6 @@
 package istiospanprocessor
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -52,9 +51,9 @@ func BenchmarkProcess(b *testing.B) {
 }
 
 func benchmarkProcess(b *testing.B, cfg *Config) {
-	ctx := context.Background()
 	newProc := func(b *testing.B) func(ptrace.Traces) {
 		p := startedProc(b, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+		ctx := b.Context()
 		return func(td ptrace.Traces) { require.NoError(b, p.ConsumeTraces(ctx, td)) }
 	}
 	const copies = 10

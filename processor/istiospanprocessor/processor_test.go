@@ -94,7 +94,7 @@ func TestTelemetry(t *testing.T) {
 				total += tt.renamed
 			} else {
 				_, err := tel.GetMetric("otelcol_processor_istio_span_spans_renamed")
-				assert.Error(t, err, "no renames, no data point")
+				require.Error(t, err, "no renames, no data point")
 			}
 			var dps []metricdata.DataPoint[int64]
 			for reason, v := range tt.untouched {

@@ -1,7 +1,6 @@
 package istiospanprocessor
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -16,7 +15,6 @@ import (
 // normalised batch with step 2 off and on, alternating, so the difference
 // is step 2's cost measured under the same machine load.
 func BenchmarkOrphansStep(b *testing.B) {
-	ctx := context.Background()
 	src := realisticBatch(b, 10)
 	spans := float64(src.SpanCount())
 	for _, on := range []bool{false, true} {
@@ -28,6 +26,7 @@ func BenchmarkOrphansStep(b *testing.B) {
 			cfg := createDefaultConfig().(*Config)
 			cfg.Orphans.Enabled = on
 			p := startedProc(b, processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+			ctx := b.Context()
 			td := ptrace.NewTraces()
 			src.CopyTo(td)
 			require.NoError(b, p.ConsumeTraces(ctx, td))

@@ -103,7 +103,7 @@ func propagation(t *testing.T, hc *fakeHealthCheck) []reportLine {
 
 func newProc(t testing.TB, set processor.Settings, cfg *Config, next consumer.Traces) processor.Traces {
 	t.Helper()
-	p, err := NewFactory().CreateTraces(context.Background(), set, cfg, next)
+	p, err := NewFactory().CreateTraces(t.Context(), set, cfg, next)
 	require.NoError(t, err)
 	return p
 }
@@ -113,7 +113,7 @@ func newProc(t testing.TB, set processor.Settings, cfg *Config, next consumer.Tr
 func startedProc(t testing.TB, set processor.Settings, cfg *Config, next consumer.Traces) processor.Traces {
 	t.Helper()
 	p := newProc(t, set, cfg, next)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, p.Start(t.Context(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, p.Shutdown(context.Background())) })
 	return p
 }
@@ -279,7 +279,7 @@ func TestOrphansDisabled(t *testing.T) {
 func TestOrphansWithoutHealthCheck(t *testing.T) {
 	sink := new(consumertest.TracesSink)
 	p := newProc(t, processortest.NewNopSettings(metadata.Type), createDefaultConfig().(*Config), sink)
-	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, p.Start(t.Context(), componenttest.NewNopHost()))
 	require.NoError(t, p.ConsumeTraces(context.Background(), readInput(t, "02-bookinfo-productpage-no-propagation-istio125.json")))
 	require.NoError(t, p.Shutdown(context.Background()))
 	assert.Len(t, flaggedSpans(sink.AllTraces()[0]), 2)

@@ -6,6 +6,7 @@
 package collectorconfig
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -203,7 +204,7 @@ func (c *Config) HealthCheck() (HealthCheck, error) {
 		}
 		return hc, nil
 	}
-	return HealthCheck{}, fmt.Errorf("no health_check extension in service::extensions")
+	return HealthCheck{}, errors.New("no health_check extension in service::extensions")
 }
 
 // ServiceList returns service::<key> (for example the enabled extensions).
@@ -246,7 +247,7 @@ type MemoryLimit struct {
 func (c *Config) MemoryLimiter(containerLimit int64) (MemoryLimit, error) {
 	ml := c.OfType("processors", "memory_limiter")
 	if len(ml) == 0 {
-		return MemoryLimit{}, fmt.Errorf("no memory_limiter processor")
+		return MemoryLimit{}, errors.New("no memory_limiter processor")
 	}
 	s := ml[0].Settings
 	const mib = 1 << 20

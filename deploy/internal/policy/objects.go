@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -12,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 )
 
 // OpenCensusPort is the seed's leftover port; nothing listens on it.
@@ -79,12 +80,12 @@ func CheckPodDisruptionBudget(pdb *policyv1.PodDisruptionBudget, w Workload, min
 	switch {
 	case pdb.Spec.MaxUnavailable != nil:
 		v, err := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, int(minReplicas), true)
-		if err != nil || v < 1 || int32(v) >= minReplicas {
+		if err != nil || v < 1 || v >= int(minReplicas) {
 			fs.add("pdb.budget", id, "maxUnavailable %s must allow draining (>= 1) and keep a replica (< %d)", pdb.Spec.MaxUnavailable.String(), minReplicas)
 		}
 	case pdb.Spec.MinAvailable != nil:
 		v, err := intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, int(minReplicas), true)
-		if err != nil || v < 1 || int32(v) >= minReplicas {
+		if err != nil || v < 1 || v >= int(minReplicas) {
 			fs.add("pdb.budget", id, "minAvailable %s must keep a replica (>= 1) and allow draining (< %d)", pdb.Spec.MinAvailable.String(), minReplicas)
 		}
 	default:

@@ -1,15 +1,17 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/collectorconfig"
 )
 
 // RunAsUser is the collector image's user (Dockerfile USER).
@@ -484,7 +486,7 @@ func parseGoMemLimit(s string) (int64, error) {
 	}
 	q, err := resource.ParseQuantity(s)
 	if err != nil || strings.ContainsAny(s, "KMGTPEikmgtpe") {
-		return 0, fmt.Errorf("not a Go memory limit (use e.g. 700MiB)")
+		return 0, errors.New("not a Go memory limit (use e.g. 700MiB)")
 	}
 	return q.Value(), nil
 }

@@ -52,17 +52,24 @@ func run() error {
 		return err
 	}
 	simCfg := demoMesh()
-	if err := explain(os.Stdout, *config, orphans, *rate, duration); err != nil {
+	err = explain(os.Stdout, *config, orphans, *rate, duration)
+	if err != nil {
 		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	col, grpcEndpoint, err := startCollector(ctx, *binary, *config)
+	spanPrinter, err := startPrinter(os.Stdout)
 	if err != nil {
 		return err
 	}
-	defer col.stop()
+	defer spanPrinter.stop()
+	col, grpcEndpoint, err := startCollector(ctx, *binary, *config, spanPrinter.addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = col.stop() }()
+	fmt.Print(header())
 
 	sim, err := meshsim.New(simCfg)
 	if err != nil {
@@ -80,7 +87,7 @@ func run() error {
 				failed++
 			}
 		}})
-	// Let the batch processor (timeout 1s) print the last spans, then stop.
+	// Let the batch processor (timeout 1s) export the last spans, then stop.
 	time.Sleep(1500 * time.Millisecond)
 	if report, err := col.propagationReport(); err == nil {
 		fmt.Printf("\nWhich services break traces: health_check's /status \"propagation\" report:\n%s\n", report)
@@ -115,9 +122,9 @@ var screen = template.Must(template.New("").Parse(`
 ==============================================================================================
  otelcol-istio demo: a simulated Istio Bookinfo mesh sends its proxies' spans to the collector
 ==============================================================================================
- Running: bin/otelcol-istio on {{.Config}}, and a simulator playing Bookinfo's Envoy
- proxies (ingress gateway -> productpage -> details; productpage -> reviews -> ratings),
- {{.Rate}} page loads/s. Each proxy exports every 5 spans or 5 s, as Envoy does. {{.Stop}}
+ Running: bin/otelcol-istio on {{.Config}}, and a simulator playing
+ Bookinfo's Envoy proxies (ingress gateway -> productpage -> details; productpage -> reviews ->
+ ratings), {{.Rate}} page loads/s. Each proxy exports every 5 spans or 5 s, as Envoy does. {{.Stop}}
 
  The proxies name themselves differently, as in a mesh mid-migration (Istio 1.30):
    gateway, details, ratings   APP_LABEL_AND_NAMESPACE    -> istio-ingressgateway.istio-system, details.default
@@ -125,19 +132,21 @@ var screen = template.Must(template.New("").Parse(`
    reviews (v1, v2, v3)        CANONICAL_NAME_ONLY        -> reviews
  and productpage forwards x-request-id but not traceparent, so each of its calls starts a new trace.
 
- Below, the debug exporter prints each batch: a "ResourceTraces" line with the resource, then
- one line per span (name, trace id, span id, attributes). Look for:
- 1. Normalised names: every Istio resource says service.name=<workload>.<namespace>
-    (productpage.default, reviews.default). Where the proxy sent another name, istio_span kept
-    it in istio.original_service_name and added service.namespace and service.version.
+ Below, one line per span as the collector exports it: SERVICE, ORPHAN, KIND, SPAN (name,
+ without .svc.cluster.local), TRACE (first 8 hex digits of the trace id), NOTE. Look for:
+ 1. SERVICE: every Istio resource is service.name=<workload>.<namespace> (productpage.default,
+    reviews.default). NOTE "was productpage-v1": the name the proxy sent, which istio_span kept in
+    istio.original_service_name (it also adds service.namespace and service.version).
 {{- if .Orphans}}
- 2. Orphans: productpage's CLIENT spans to details and reviews (no parent) carry
-    istio.orphan=true istio.orphan.reason=missing_trace_context; istio_span also links each to
-    the productpage SERVER span with the same x-request-id (links are not printed here).
+ 2. ORPHAN: productpage's CLIENT calls to details and reviews start new traces (no parent), so
+    istio_span sets istio.orphan=true (istio.orphan.reason=missing_trace_context) on them, and
+    adds a span link to the productpage SERVER span with the same x-request-id (NOTE "linked"),
+    so the trace can be followed across the break.
 {{- else}}
- 2. Orphans: productpage's CLIENT spans to details and reviews are roots of new traces. This
-    config does not flag them yet: see the "orphans" block in {{.Config}}.
+ 2. ORPHAN: productpage's CLIENT calls to details and reviews start new traces. This config does
+    not flag them (the column stays "-"): see the "orphans" block in {{.Config}}.
 {{- end}}
+ At the end, health_check's /status names the services that break traces, and why.
 ==============================================================================================
 
 `))
@@ -184,7 +193,7 @@ type collector struct {
 // startCollector runs the binary on free ports in its own process group, so
 // that Ctrl-C reaches only the demo, which stops the simulator first and
 // the collector after it.
-func startCollector(ctx context.Context, binary, config string) (*collector, string, error) {
+func startCollector(ctx context.Context, binary, config, printEndpoint string) (*collector, string, error) {
 	ports := make([]string, 4)
 	for i := range ports {
 		addr, err := harness.FreeAddr()
@@ -195,7 +204,7 @@ func startCollector(ctx context.Context, binary, config string) (*collector, str
 	}
 	cmd := exec.Command(binary, "--config", config)
 	cmd.Env = append(os.Environ(), "DEMO_OTLP_GRPC_ENDPOINT=127.0.0.1:"+ports[0], "DEMO_OTLP_HTTP_ENDPOINT=127.0.0.1:"+ports[1],
-		"DEMO_HEALTH_ENDPOINT=127.0.0.1:"+ports[2], "DEMO_METRICS_PORT="+ports[3])
+		"DEMO_HEALTH_ENDPOINT=127.0.0.1:"+ports[2], "DEMO_METRICS_PORT="+ports[3], "DEMO_PRINT_ENDPOINT="+printEndpoint)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -207,7 +216,7 @@ func startCollector(ctx context.Context, binary, config string) (*collector, str
 	defer cancel()
 	switch err := harness.PollHealthy(ready, c.health, c.exited); {
 	case errors.Is(err, harness.ErrExited):
-		return nil, "", fmt.Errorf("collector exited before it was ready: %v", c.waitErr)
+		return nil, "", fmt.Errorf("collector exited before it was ready: %w", c.waitErr)
 	case ctx.Err() != nil:
 		_ = c.stop()
 		return nil, "", ctx.Err()

@@ -74,7 +74,7 @@ const maxLabelValue = 63
 // ValidLabelValue reports whether s is a non-empty Kubernetes label value:
 // at most 63 of [A-Za-z0-9-_.], starting and ending alphanumeric.
 func ValidLabelValue(s string) bool {
-	if len(s) == 0 || len(s) > maxLabelValue || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+	if s == "" || len(s) > maxLabelValue || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
 		return false
 	}
 	for i := 1; i < len(s)-1; i++ {
@@ -106,7 +106,7 @@ func ValidCanonicalName(s string) bool {
 // ValidNamespace reports whether s is a Kubernetes namespace name (a DNS-1123
 // label): at most 63 of [a-z0-9-], starting and ending alphanumeric, no dots.
 func ValidNamespace(s string) bool {
-	if len(s) == 0 || len(s) > maxLabelValue || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
+	if s == "" || len(s) > maxLabelValue || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
 		return false
 	}
 	for i := 1; i < len(s)-1; i++ {

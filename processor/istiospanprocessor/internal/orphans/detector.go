@@ -155,7 +155,7 @@ func (b *Batch) Resource(rs ptrace.ResourceSpans) {
 
 // End re-links the batch's candidates and releases b, which must not be
 // used afterwards.
-func (b *Batch) End() {
+func (b *Batch) End(ctx context.Context) {
 	d, now := b.d, b.now
 	defer func() {
 		clear(b.servers)
@@ -167,7 +167,6 @@ func (b *Batch) End() {
 	if d.index == nil || (len(b.orphans) == 0 && len(b.servers) == 0) {
 		return
 	}
-	ctx := context.Background()
 	var evicted int64
 	b.pairs, evicted = d.index.link(b.servers, b.orphans, int64(now.Sub(d.epoch)), b.pairs)
 	if evicted > 0 {

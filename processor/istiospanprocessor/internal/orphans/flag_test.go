@@ -1,6 +1,7 @@
 package orphans
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/ptracetest"
@@ -249,8 +250,8 @@ func TestOrigins(t *testing.T) {
 		if !tt.withTags {
 			name = "no-tags"
 		}
-		for _, o := range tt.origins {
-			name += "/" + o
+		if len(tt.origins) > 0 {
+			name += "/" + strings.Join(tt.origins, "/")
 		}
 		t.Run(name, func(t *testing.T) {
 			cfg := DefaultConfig()

@@ -1,6 +1,7 @@
 package orphans
 
 import (
+	"context"
 	"encoding/hex"
 	"path/filepath"
 	"sync"
@@ -272,5 +273,5 @@ func (d *Detector) Process(td ptrace.Traces) {
 	for i := 0; i < rss.Len(); i++ {
 		b.Resource(rss.At(i))
 	}
-	b.End()
+	b.End(context.Background())
 }

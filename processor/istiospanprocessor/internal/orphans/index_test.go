@@ -61,7 +61,7 @@ func TestIndexRingMatchesFIFOModel(t *testing.T) {
 	}
 	require.Equal(t, evicted, ix.evicted)
 	require.Positive(t, evicted, "the run reached max_tracked")
-	require.Equal(t, maxTracked, len(ix.slab), "the ring grew to max_tracked and no further")
+	require.Len(t, ix.slab, maxTracked, "the ring grew to max_tracked and no further")
 }
 
 func TestEntryKeepsAtMostMaxRecords(t *testing.T) {

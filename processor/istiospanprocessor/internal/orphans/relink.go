@@ -104,7 +104,7 @@ func (e *entry) bestServer(o *record) int {
 			best, bestScore = i, score
 		case score == bestScore && score > 0 && s.start > e.recs[best].start:
 			best = i
-		case score == bestScore && score == 0 && s.start < e.recs[best].start:
+		case score == 0 && bestScore == 0 && s.start < e.recs[best].start:
 			best = i
 		}
 	}
@@ -198,7 +198,7 @@ func (ix *requestIndex) get(key requestKey, now int64) *entry {
 	}
 	slot := (ix.head + ix.count) % len(ix.slab)
 	ix.slab[slot] = entry{key: key, seen: now}
-	ix.entries[key] = uint32(slot)
+	ix.entries[key] = uint32(slot) //nolint:gosec // slot < max_tracked; a ring of 2^32 entries would not fit in memory
 	ix.count++
 	return &ix.slab[slot]
 }
@@ -227,7 +227,7 @@ func (ix *requestIndex) link(servers, orphans []candidate, now int64, pairs []li
 			}
 			switch {
 			case o.state == unlinked && si >= 0:
-				o.state, o.partner = partnerCarries, uint8(si)
+				o.state, o.partner = partnerCarries, uint8(si) //nolint:gosec // si < maxRecordsPerRequestID (6)
 				if addLink(s.span, o.traceID, o.spanID) {
 					pairs = append(pairs, linked{service: s.service})
 				}
@@ -255,7 +255,7 @@ func (ix *requestIndex) link(servers, orphans []candidate, now int64, pairs []li
 			if si < 0 {
 				continue
 			}
-			r.state, r.partner = carriesLink, uint8(si)
+			r.state, r.partner = carriesLink, uint8(si) //nolint:gosec // si < maxRecordsPerRequestID (6)
 			p := &e.recs[si]
 			if addLink(o.span, p.traceID, p.spanID) {
 				pairs = append(pairs, linked{service: o.service})

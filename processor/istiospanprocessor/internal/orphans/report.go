@@ -96,7 +96,7 @@ func (r *serviceRegistry) get(name string) *serviceStats {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, ok := r.byKey[name]; ok {
+	if s, ok = r.byKey[name]; ok {
 		return s
 	}
 	if len(r.byKey) >= r.max {

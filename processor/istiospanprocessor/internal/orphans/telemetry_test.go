@@ -89,6 +89,6 @@ func TestTelemetryWithoutIndex(t *testing.T) {
 	d, tt := newTelemetryDetector(t, cfg)
 	d.Process(readTraces(t, fxNoPropagate))
 	_, err := tt.GetMetric(MetricRequestIDsTracked)
-	assert.Error(t, err, "no index, nothing observed")
+	require.Error(t, err, "no index, nothing observed")
 	assertSum(t, tt, MetricOrphans, "{span}", svcPoint("productpage.default", 2))
 }

@@ -15,7 +15,7 @@ const replacement = "\uFFFD"
 // of invalid bytes with U+FFFD, and returns how many strings it changed.
 // A key repaired into one the map already has is dropped: the attribute
 // that was sent valid wins. It is meant for the rare batch Traces refused,
-// so it favours being simple over being fast.
+// so it favors being simple over being fast.
 func Repair(td ptrace.Traces) int {
 	r := repairer{}
 	rss := td.ResourceSpans()

@@ -1,7 +1,6 @@
 package utf8check
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -137,7 +136,7 @@ func testField(t *testing.T, traces func() ptrace.Traces, path string, corrupt f
 	corrupt(td, bad)
 	err := Traces(td)
 	var e *Error
-	require.True(t, errors.As(err, &e), "got %v", err)
+	require.ErrorAs(t, err, &e)
 	assert.Equal(t, path, e.Path)
 	assert.True(t, utf8.ValidString(err.Error()), "the message quotes escaped: %q", err.Error())
 
@@ -163,7 +162,7 @@ func TestPathIndexes(t *testing.T) {
 	ss.Spans().AppendEmpty().SetName("fine")
 	ss.Spans().AppendEmpty().SetName(bad)
 	var e *Error
-	require.True(t, errors.As(Traces(td), &e))
+	require.ErrorAs(t, Traces(td), &e)
 	assert.Equal(t, "resource_spans[2].scope_spans[1].spans[2].name", e.Path)
 }
 
