@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func TestMetricsPortAgrees(t *testing.T) {
 			var containerPort string
 			for _, p := range w.Container().Ports {
 				if p.Name == "metrics" {
-					containerPort = fmt.Sprint(p.ContainerPort)
+					containerPort = strconv.Itoa(int(p.ContainerPort))
 				}
 			}
 			if containerPort != port {
@@ -65,7 +66,7 @@ func TestMetricsPortAgrees(t *testing.T) {
 				}
 				for _, rule := range np.Spec.Ingress {
 					for _, p := range rule.Ports {
-						admitted = admitted || (p.Port != nil && p.Port.Type == intstr.Int && fmt.Sprint(p.Port.IntVal) == port)
+						admitted = admitted || (p.Port != nil && p.Port.Type == intstr.Int && strconv.Itoa(int(p.Port.IntVal)) == port)
 					}
 				}
 			}

@@ -3,10 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -215,8 +215,8 @@ func TestHarnessBackendRefusesOversize(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("gRPC message of %d bytes: %v, want ResourceExhausted", limit+1, err)
 	}
-	if err := harness.SendHTTP(ctx, backend.HTTPEndpoint(), "proto", request(harness.DefaultMaxHTTPBody)); err != nil {
-		t.Errorf("HTTP body of exactly the limit: %v, want OK", err)
+	if httpErr := harness.SendHTTP(ctx, backend.HTTPEndpoint(), "proto", request(harness.DefaultMaxHTTPBody)); httpErr != nil {
+		t.Errorf("HTTP body of exactly the limit: %v, want OK", httpErr)
 	}
 	body, err := ptraceotlp.NewExportRequestFromTraces(request(harness.DefaultMaxHTTPBody + 1)).MarshalProto()
 	if err != nil {
@@ -346,7 +346,7 @@ func TestExportMaxRequestBytesSetting(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			backend := harness.StartBackendWithLimits(t, harness.BackendLimits{GRPCMessage: limit, HTTPBody: limit})
 			env := shippedEnv(backend, transport, t.TempDir())
-			env["OTLP_BACKEND_MAX_REQUEST_BYTES"] = fmt.Sprint(limit)
+			env["OTLP_BACKEND_MAX_REQUEST_BYTES"] = strconv.Itoa(limit)
 			col := startShipped(t, transport, env)
 			st := newSpanTracker()
 			sent := sendBig(t, st, col.GRPCEndpoint, 4, 3, 500, 4000, true)
@@ -479,7 +479,7 @@ func metricLines(t *testing.T, col *harness.Collector, name string) []string {
 	return out
 }
 
-// A value of OTLP_BACKEND_MAX_REQUEST_BYTES the exporter cannot honour
+// A value of OTLP_BACKEND_MAX_REQUEST_BYTES the exporter cannot honor
 // stops the start with an error naming the batch setting it feeds, over
 // both shipped configs: below the batches' min_size (512 KiB), negative, or
 // not a number of bytes.

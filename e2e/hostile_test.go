@@ -124,7 +124,6 @@ func dialRaw(t *testing.T, endpoint string) *grpc.ClientConn {
 
 func sendRaw(ctx context.Context, conn *grpc.ClientConn, body []byte) error {
 	out := []byte(nil)
-	//nolint:staticcheck // ForceCodec is the simplest way to send raw bytes.
 	return conn.Invoke(ctx, exportMethod, &body, &out, grpc.ForceCodec(rawCodec{}))
 }
 
@@ -163,7 +162,7 @@ func attack(t *testing.T, col *harness.Collector, body []byte, senders, rounds i
 }
 
 // attackHTTP is attack over OTLP/HTTP (protobuf): answers by HTTP status.
-func attackHTTP(t *testing.T, col *harness.Collector, body []byte, senders, rounds int) (map[int]int, int) {
+func attackHTTP(col *harness.Collector, body []byte, senders, rounds int) (map[int]int, int) {
 	var mu sync.Mutex
 	got := map[int]int{}
 	done := make(chan struct{})
@@ -526,7 +525,7 @@ func TestHostileEmptyAttributes(t *testing.T) {
 		t.Errorf("too_many_items/grpc counted %d, want %d", n, got[codes.ResourceExhausted])
 	}
 	// The same over OTLP/HTTP, 8 at once: 413 (or 503 while the budget is spent).
-	httpGot, httpPeak := attackHTTP(t, col, body, 8, int(soakOr(2, 20)))
+	httpGot, httpPeak := attackHTTP(col, body, 8, int(soakOr(2, 20)))
 	t.Logf("the same over HTTP: answers %v, peak RssAnon %d MiB", httpGot, httpPeak>>20)
 	for code := range httpGot {
 		if code != http.StatusRequestEntityTooLarge && code != http.StatusServiceUnavailable {
@@ -560,8 +559,8 @@ func TestHostileWorstCaseWithinLimits(t *testing.T) {
 	base, _ := procRSS(col.PID())
 	// For comparison, a 3.6 MB request of spans like an SDK's: 6,000 spans
 	// of 10 attributes.
-	real := ptrace.NewTraces()
-	rs := real.ResourceSpans().AppendEmpty()
+	realSpans := ptrace.NewTraces()
+	rs := realSpans.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "checkout")
 	spans := rs.ScopeSpans().AppendEmpty().Spans()
 	for i := range 6000 {
@@ -573,7 +572,7 @@ func TestHostileWorstCaseWithinLimits(t *testing.T) {
 			sp.Attributes().PutStr(fmt.Sprintf("app.attribute.%d", a), strings.Repeat("v", 40))
 		}
 	}
-	realBody := protoBody(t, real)
+	realBody := protoBody(t, realSpans)
 	got, realPeak := attack(t, col, realBody, 1, 1)
 	if got[codes.OK] != 1 {
 		t.Fatalf("a request of real spans: %v, want OK", got)

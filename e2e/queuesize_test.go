@@ -153,7 +153,7 @@ exporters:
 // draining is at most the refused and lost bytes, and that new spans are
 // accepted and delivered once the queue drained; it logs the figures. It
 // needs root to mount the tmpfs, and runs under OTELCOL_ISTIO_SOAK (make
-// test-soak): it measures an upstream failure mode, not a shipped behaviour.
+// test-soak): it measures an upstream failure mode, not a shipped behavior.
 func TestQueueDiskFullAccounting(t *testing.T) {
 	if !soak() {
 		t.Skip("measures upstream's queue on a full disk; runs under OTELCOL_ISTIO_SOAK (make test-soak)")

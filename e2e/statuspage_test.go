@@ -71,38 +71,9 @@ extensions:
 	cfg := meshsim.DefaultConfig()
 	cfg.NoTraceContext = map[string]bool{"productpage": true}
 	cfg.NoRequestID = map[string]bool{"productpage": true}
-	sim, err := meshsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	send, err := meshsim.NewSender("grpc", col.GRPCEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer send.Close()
-	// Steady traffic for the whole test: the page's delivery state needs
-	// spans arriving to tell delivering from not.
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-tick.C:
-				for _, f := range sim.Request(now) {
-					_ = send.Send(ctx, f.Traces) // refusals while the backend is down are expected
-				}
-			}
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
-	if err := harness.SendGRPC(ctx, col.GRPCEndpoint, xssOrphan()); err != nil {
-		t.Fatal(err)
+	steadyBookinfo(t, col.GRPCEndpoint, cfg)
+	if sendErr := harness.SendGRPC(ctx, col.GRPCEndpoint, xssOrphan()); sendErr != nil {
+		t.Fatal(sendErr)
 	}
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -125,10 +96,10 @@ extensions:
 	// text reads an element's text by CSS selector; "" when it is absent.
 	text := func(selector string) string {
 		t.Helper()
-		s, err := chromedp.Run(browser, chromedp.Evaluate[string](
+		s, readErr := chromedp.Run(browser, chromedp.Evaluate[string](
 			`(() => { const e = document.querySelector(`+jsString(selector)+`); return e ? e.textContent : ""; })()`))
-		if err != nil {
-			t.Fatalf("reading %s: %v", selector, err)
+		if readErr != nil {
+			t.Fatalf("reading %s: %v", selector, readErr)
 		}
 		return s
 	}
@@ -136,9 +107,9 @@ extensions:
 		t.Helper()
 		deadline := time.Now().Add(45 * time.Second)
 		for {
-			ok, err := chromedp.Run(browser, chromedp.Evaluate[bool](js))
-			if err != nil {
-				t.Fatalf("%s: %v", what, err)
+			ok, evalErr := chromedp.Run(browser, chromedp.Evaluate[bool](js))
+			if evalErr != nil {
+				t.Fatalf("%s: %v", what, evalErr)
 			}
 			if ok {
 				return
@@ -149,8 +120,8 @@ extensions:
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
-	if err := chromedp.Do(browser, chromedp.Navigate(url)); err != nil {
-		t.Fatal(err)
+	if navErr := chromedp.Do(browser, chromedp.Navigate(url)); navErr != nil {
+		t.Fatal(navErr)
 	}
 	waitFor("productpage as the first propagation row", `(() => {
 		const c = document.querySelector("#propagation tbody tr th.service");
@@ -188,12 +159,12 @@ extensions:
 	if injected || title == "xss" {
 		t.Errorf("span data became markup: img elements %v, title %q", injected, title)
 	}
-	saveScreenshot(t, browser, "status-page-delivering.png")
+	saveArtifact(t, "status-page-delivering.png", screenshot(t, browser))
 
 	// On a phone the page does not scroll sideways: wide tables scroll in
 	// their own box.
-	if err := chromedp.Do(browser, chromedp.EmulateViewport(390, 844)); err != nil {
-		t.Fatal(err)
+	if viewErr := chromedp.Do(browser, chromedp.EmulateViewport(390, 844)); viewErr != nil {
+		t.Fatal(viewErr)
 	}
 	overflow, err := chromedp.Run(browser, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth + 1`))
 	if err != nil {
@@ -202,7 +173,7 @@ extensions:
 	if overflow {
 		t.Error("on a 390 px wide screen the page scrolls sideways")
 	}
-	saveScreenshot(t, browser, "status-page-phone.png")
+	saveArtifact(t, "status-page-phone.png", screenshot(t, browser))
 	if err := chromedp.Do(browser, chromedp.EmulateViewport(1280, 1000)); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +186,7 @@ extensions:
 		return !!s && s.textContent === "not delivering";
 	})()`)
 	t.Logf("backend stopped: the page says %q", text(`#exporters tr[data-exporter="otlp_grpc"] .exporter-error`))
-	saveScreenshot(t, browser, "status-page-failing.png")
+	saveArtifact(t, "status-page-failing.png", screenshot(t, browser))
 }
 
 // jsString quotes s as a JavaScript string literal.
@@ -224,21 +195,64 @@ func jsString(s string) string {
 	return `"` + r.Replace(s) + `"`
 }
 
-// saveScreenshot writes a full-page PNG under bin/test-artifacts/ (kept
-// after the run, ignored by git).
-func saveScreenshot(t *testing.T, browser context.Context, name string) {
+// screenshot takes a full-page PNG of the browser's page.
+func screenshot(t *testing.T, browser context.Context) []byte { //nolint:revive // t first, as every test helper here
 	t.Helper()
 	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return png
+}
+
+// saveArtifact writes a test artifact under bin/test-artifacts/ (kept after
+// the run, ignored by git).
+func saveArtifact(t *testing.T, name string, content []byte) {
+	t.Helper()
 	dir := filepath.Join(harness.RepoRoot(), "bin", "test-artifacts")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, png, 0o600); err != nil {
+	if err := os.WriteFile(path, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot: %s", path)
+	t.Logf("saved %s", path)
+}
+
+// steadyBookinfo sends simulated Bookinfo requests every 100 ms to endpoint
+// over gRPC until the test ends; refusals (a backend down) are expected.
+func steadyBookinfo(t *testing.T, endpoint string, cfg meshsim.Config) {
+	t.Helper()
+	sim, err := meshsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, err := meshsim.NewSender("grpc", endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				for _, f := range sim.Request(now) {
+					_ = send.Send(ctx, f.Traces)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		send.Close()
+	})
 }

@@ -179,7 +179,7 @@ func TestGRPCTransportFailures(t *testing.T) {
 	mw, err := a.GetGRPCClientOptions(context.Background())
 	require.NoError(t, err)
 	conn, err := grpc.NewClient(plain.addr, append(mw,
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})), //nolint:gosec // handshake must fail first
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})),
 		grpc.WithPerRPCCredentials(creds))...)
 	require.NoError(t, err)
 	defer func() { _ = conn.Close() }()

@@ -28,5 +28,5 @@ func createDefaultConfig() component.Config {
 }
 
 func create(_ context.Context, set extension.Settings, cfg component.Config) (extension.Extension, error) {
-	return newGuard(cfg.(*Config), set.TelemetrySettings)
+	return newGuard(cfg.(*Config), set.TelemetrySettings) //nolint:contextcheck // the in-flight gauge takes context.Background: the gRPC codec that also moves it has no context
 }

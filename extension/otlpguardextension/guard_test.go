@@ -50,7 +50,7 @@ func newTestGuard(t *testing.T, cfg *Config) *testGuard {
 }
 
 // refusedCount is the refused-requests counter for reason and transport.
-func (tg *testGuard) refusedCount(t *testing.T, reason, transport string) int64 {
+func (tg *testGuard) refusedCount(reason, transport string) int64 {
 	m, err := tg.tel.GetMetric("otelcol_otlp_guard_requests_refused")
 	if err != nil {
 		return 0
@@ -160,7 +160,7 @@ func TestGRPC(t *testing.T) {
 			assert.Equal(t, tc.code, grpcstatus.Code(err), "%v", err)
 			if tc.reason != "" {
 				assert.Contains(t, grpcstatus.Convert(err).Message(), tc.says)
-				assert.Eventually(t, func() bool { return tg.refusedCount(t, tc.reason, "grpc") == 1 }, 5*time.Second, 10*time.Millisecond)
+				assert.Eventually(t, func() bool { return tg.refusedCount(tc.reason, "grpc") == 1 }, 5*time.Second, 10*time.Millisecond)
 			}
 		})
 	}
@@ -191,7 +191,7 @@ func TestGRPCInFlightBudget(t *testing.T) {
 	<-s.in // the first request is admitted and held by the receiver
 	_, err := client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(bigSpan(8<<10)))
 	assert.Equal(t, codes.Unavailable, grpcstatus.Code(err), "%v", err)
-	assert.Equal(t, int64(1), tg.refusedCount(t, "in_flight_limit", "grpc"))
+	assert.Equal(t, int64(1), tg.refusedCount("in_flight_limit", "grpc"))
 	close(s.block)
 	require.NoError(t, <-first)
 	assert.Eventually(t, func() bool { return tg.budget.used.Load() == 0 }, 5*time.Second, 10*time.Millisecond)
@@ -206,8 +206,8 @@ func startHTTP(t *testing.T, g *guard, s *sink) string {
 	wrap, err := g.GetHTTPHandler(context.Background())
 	require.NoError(t, err)
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
+		body, readErr := io.ReadAll(r.Body)
+		if readErr != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
@@ -282,7 +282,7 @@ func TestHTTP(t *testing.T) {
 			{"malformed", []byte("{{{"), 400, "malformed", "malformed"},
 		} {
 			t.Run(enc+"/"+tc.name, func(t *testing.T) {
-				before := tg.refusedCount(t, tc.reason, "http")
+				before := tg.refusedCount(tc.reason, "http")
 				if enc == contentProto && tc.name == "malformed" {
 					tc.body = []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01}
 				}
@@ -291,7 +291,7 @@ func TestHTTP(t *testing.T) {
 				if tc.reason != "" {
 					require.NotNil(t, st)
 					assert.Contains(t, st.Message, tc.says)
-					assert.Equal(t, before+1, tg.refusedCount(t, tc.reason, "http"))
+					assert.Equal(t, before+1, tg.refusedCount(tc.reason, "http"))
 				}
 			})
 		}
@@ -310,8 +310,14 @@ func TestHTTPInFlightBudget(t *testing.T) {
 	require.NoError(t, err)
 	first := make(chan int, 1)
 	go func() {
-		code, _ := post(t, url, contentProto, body)
-		first <- code
+		// No require here: it must not run off the test's goroutine.
+		resp, postErr := http.Post(url, contentProto, bytes.NewReader(body))
+		if postErr != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
 	}()
 	<-s.in
 	resp, err := http.Post(url, contentProto, bytes.NewReader(body))
@@ -322,7 +328,7 @@ func TestHTTPInFlightBudget(t *testing.T) {
 	close(s.block)
 	assert.Equal(t, 200, <-first)
 	assert.Equal(t, int64(0), tg.budget.used.Load())
-	assert.Equal(t, int64(1), tg.refusedCount(t, "in_flight_limit", "http"))
+	assert.Equal(t, int64(1), tg.refusedCount("in_flight_limit", "http"))
 }
 
 func TestLogRateLimited(t *testing.T) {
@@ -338,7 +344,7 @@ func TestLogRateLimited(t *testing.T) {
 	require.Len(t, entries, 2)
 	assert.Equal(t, int64(4), entries[1].ContextMap()["suppressed"])
 	assert.Equal(t, "10.0.0.1:5", entries[0].ContextMap()["client"])
-	assert.Equal(t, int64(6), tg.refusedCount(t, "value_too_deep", "http"))
+	assert.Equal(t, int64(6), tg.refusedCount("value_too_deep", "http"))
 }
 
 func TestBudgetReserveForSmallRequests(t *testing.T) {

@@ -98,16 +98,16 @@ func protoWalk(b []byte, lim Limits, c *Counts) *Error {
 			p += w
 		case 2:
 			l, n := uvarint(b[p:top.end])
-			if n <= 0 || l > uint64(top.end-p-n) {
+			if n <= 0 || l > uint64(top.end-p-n) { //nolint:gosec // G115: top.end-p-n >= 0, the varint was read inside the message
 				return malformed(stack, fmt.Sprintf("field %d: length beyond its message", num))
 			}
 			p += n
 			f := childByNum(top.typ, int(num))
 			if f == nil {
-				p += int(l)
+				p += int(l) //nolint:gosec // G115: l is bounded by the message's length, checked above
 				continue
 			}
-			child := pframe{typ: f.typ, start: p, end: p + int(l), anyDepth: top.anyDepth, maxChild: -1, step: pathElem{f: f, index: -1}}
+			child := pframe{typ: f.typ, start: p, end: p + int(l), anyDepth: top.anyDepth, maxChild: -1, step: pathElem{f: f, index: -1}} //nolint:gosec // G115: l is bounded by the message's length, checked above
 			if f.repeated {
 				child.step.index = top.counts[f.countIndex]
 				top.counts[f.countIndex]++
@@ -199,7 +199,7 @@ func malformed(stack []pframe, detail string) *Error {
 // fieldSize is the wire size of a length-delimited field with a one-byte
 // tag (field numbers 1 to 15: every field pdata encodes here; the
 // deprecated scope spans, field 1000, are encoded as scope_spans).
-func fieldSize(n int) int { return 1 + varintLen(uint64(n)) + n }
+func fieldSize(n int) int { return 1 + varintLen(uint64(n)) + n } //nolint:gosec // G115: n is a length, never negative
 
 func varintLen(v uint64) int {
 	n := 1

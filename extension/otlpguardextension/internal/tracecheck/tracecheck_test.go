@@ -57,7 +57,7 @@ func jsonOf(t testing.TB, td ptrace.Traces) []byte {
 
 // exportSize is the protobuf size of a request holding only span i of
 // resource r, scope s, with its resource and scope.
-func exportSize(t testing.TB, td ptrace.Traces, r, s, i int) int {
+func exportSize(td ptrace.Traces, r, s, i int) int {
 	one := ptrace.NewTraces()
 	rs := one.ResourceSpans().AppendEmpty()
 	src := td.ResourceSpans().At(r)
@@ -80,7 +80,7 @@ func TestLimits(t *testing.T) {
 	ss.Scope().SetName("scope")
 	ss.Spans().AppendEmpty().SetName("small")
 	ss.Spans().AppendEmpty().Attributes().PutStr("payload", strings.Repeat("p", 5000))
-	bigSize := exportSize(t, big, 0, 1, 1)
+	bigSize := exportSize(big, 0, 1, 1)
 
 	events := ptrace.NewTraces()
 	ev := events.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty().Spans().AppendEmpty().Events().AppendEmpty()
@@ -140,7 +140,7 @@ func TestSpanTooLargeGotIsExact(t *testing.T) {
 			s.Attributes().PutStr("p", strings.Repeat("x", 1000*(i+j)))
 		}
 	}
-	want := exportSize(t, td, 0, 2, 3)
+	want := exportSize(td, 0, 2, 3)
 	err := protoErr(protoOf(t, td), Limits{MaxSpanBytes: 1000})
 	require.NotNil(t, err)
 	assert.Equal(t, want, err.Got)
@@ -281,7 +281,7 @@ func FuzzProto(f *testing.F) {
 		for r := 0; r < td.ResourceSpans().Len(); r++ {
 			for s := 0; s < td.ResourceSpans().At(r).ScopeSpans().Len(); s++ {
 				for i := 0; i < td.ResourceSpans().At(r).ScopeSpans().At(s).Spans().Len(); i++ {
-					assert.LessOrEqual(t, exportSize(t, td, r, s, i), lim.MaxSpanBytes)
+					assert.LessOrEqual(t, exportSize(td, r, s, i), lim.MaxSpanBytes)
 				}
 			}
 		}
