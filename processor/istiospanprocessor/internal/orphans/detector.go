@@ -49,7 +49,7 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 	d := &Detector{
 		cfg:      cfg,
 		origins:  newOriginSet(cfg.Origins),
-		services: newServiceRegistry(MaxServices),
+		services: newServiceRegistry(MaxServices, ServiceIdle),
 		now:      time.Now,
 		keySeed:  maphash.MakeSeed(),
 		nodeSeed: maphash.MakeSeed(),
@@ -62,7 +62,7 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 		d.index = newRequestIndex(int64(cfg.Window), cfg.MaxTracked)
 		tracked = func() int64 { return int64(d.index.len()) }
 	}
-	tel, err := newTelemetry(set, tracked)
+	tel, err := newTelemetry(set, d.services, tracked)
 	if err != nil {
 		return nil, fmt.Errorf("orphans: creating telemetry: %w", err)
 	}
@@ -140,13 +140,7 @@ func (b *Batch) Resource(rs ptrace.ResourceSpans) {
 	if outbound == 0 {
 		return
 	}
-	s := d.services.get(rv.serviceName())
-	s.outbound.Add(outbound)
-	s.seen(now)
-	if orphans > 0 {
-		s.orphans.Add(orphans)
-		d.tel.orphans.Add(context.Background(), orphans, s.attrs...)
-	}
+	d.services.add(rv.serviceName(), now.UnixNano(), outbound, orphans, 0)
 }
 
 // End re-links the batch's candidates and releases b, which must not be
@@ -163,17 +157,13 @@ func (b *Batch) End() {
 	if d.index == nil || (len(b.orphans) == 0 && len(b.servers) == 0) {
 		return
 	}
-	ctx := context.Background()
 	var evicted int64
 	b.pairs, evicted = d.index.link(b.servers, b.orphans, int64(now.Sub(d.epoch)), b.pairs)
 	if evicted > 0 {
-		d.tel.evicted.Add(ctx, evicted)
+		d.tel.evicted.Add(context.Background(), evicted)
 	}
 	for _, p := range b.pairs {
-		s := d.services.get(p.service)
-		s.relinked.Add(1)
-		s.seen(now)
-		d.tel.relinked.Add(ctx, 1, s.attrs...)
+		d.services.add(p.service, now.UnixNano(), 0, 0, 1)
 	}
 }
 

@@ -26,8 +26,12 @@ const (
 )
 
 type telemetry struct {
-	orphans  metric.Int64Counter
-	relinked metric.Int64Counter
+	// orphans and relinked are observed from the service registry, not
+	// added to: a synchronous counter keeps every attribute set it was ever
+	// given, so names that gave up their slot (ServiceIdle) would pile up as
+	// series. Observed, the series are the registry's current names.
+	orphans  metric.Int64ObservableCounter
+	relinked metric.Int64ObservableCounter
 	evicted  metric.Int64Counter
 	tracked  metric.Int64ObservableGauge
 	reg      metric.Registration
@@ -35,15 +39,15 @@ type telemetry struct {
 
 // newTelemetry creates the instruments; tracked is polled only when the
 // index exists (re-linking on).
-func newTelemetry(set component.TelemetrySettings, tracked func() int64) (*telemetry, error) {
+func newTelemetry(set component.TelemetrySettings, services *serviceRegistry, tracked func() int64) (*telemetry, error) {
 	m := set.MeterProvider.Meter(meterScope)
 	var t telemetry
 	var err, errs error
-	t.orphans, err = m.Int64Counter(MetricOrphans,
-		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name; at most MaxServices names, the rest under _other."),
+	t.orphans, err = m.Int64ObservableCounter(MetricOrphans,
+		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name; at most MaxServices names, the rest (and names idle for ServiceIdle that gave up their slot) under _other."),
 		metric.WithUnit("{span}"))
 	errs = errors.Join(errs, err)
-	t.relinked, err = m.Int64Counter(MetricRelinkedPairs,
+	t.relinked, err = m.Int64ObservableCounter(MetricRelinkedPairs,
 		metric.WithDescription("Orphan/SERVER span pairs joined by a span link through guid:x-request-id, by normalised service name."),
 		metric.WithUnit("{pair}"))
 	errs = errors.Join(errs, err)
@@ -58,14 +62,19 @@ func newTelemetry(set component.TelemetrySettings, tracked func() int64) (*telem
 	if errs != nil {
 		return nil, errs
 	}
+	instruments := []metric.Observable{t.orphans, t.relinked}
 	if tracked != nil {
-		t.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		instruments = append(instruments, t.tracked)
+	}
+	t.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		services.observe(o, t.orphans, t.relinked)
+		if tracked != nil {
 			o.ObserveInt64(t.tracked, tracked())
-			return nil
-		}, t.tracked)
-		if err != nil {
-			return nil, err
 		}
+		return nil
+	}, instruments...)
+	if err != nil {
+		return nil, err
 	}
 	return &t, nil
 }
