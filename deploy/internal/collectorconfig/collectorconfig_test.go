@@ -24,6 +24,11 @@ func TestExpand(t *testing.T) {
 		{"${env:UNSET}", "", []string{"UNSET"}},
 		{"${UNSET_TOO} and ${env:UNSET_TOO}", " and ", []string{"UNSET_TOO"}},
 		{"no references", "no references", nil},
+		// Nested, innermost first, as the collector's resolver.
+		{"[${env:UNSET:-${env:MY_POD_IP:-localhost}}]:13133", "[10.0.0.1]:13133", nil},
+		{"[${env:EMPTY:-${env:MY_POD_IP:-localhost}}]:13133", "[]:13133", nil},
+		{"[${env:UNSET:-${env:UNSET2:-localhost}}]:13133", "[localhost]:13133", nil},
+		{"${env:UNSET:-a$b}", "a$b", nil},
 	} {
 		got, missing := Expand(c.in, env)
 		if got != c.want || !reflect.DeepEqual(missing, c.missing) {
