@@ -29,7 +29,12 @@ var envRef = regexp.MustCompile(`\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[
 func Expand(text string, env map[string]string) (expanded string, missing []string) {
 	seen := map[string]bool{}
 	expanded = text
-	for {
+	// One pass per level of nesting; the bounds stop a value that holds a
+	// reference to itself (A="x${env:A}") from growing forever.
+	for range maxNesting {
+		if len(expanded) > maxExpanded {
+			break
+		}
 		next := expandOnce(expanded, env, seen, &missing)
 		if next == expanded {
 			break
@@ -39,6 +44,13 @@ func Expand(text string, env map[string]string) (expanded string, missing []stri
 	sort.Strings(missing)
 	return expanded, missing
 }
+
+// maxNesting bounds the levels of references Expand resolves, and
+// maxExpanded the text it expands further.
+const (
+	maxNesting  = 10
+	maxExpanded = 64 << 10
+)
 
 func expandOnce(text string, env map[string]string, seen map[string]bool, missing *[]string) string {
 	return envRef.ReplaceAllStringFunc(text, func(m string) string {

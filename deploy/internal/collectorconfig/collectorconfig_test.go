@@ -127,3 +127,14 @@ func TestDuplicateKeysFail(t *testing.T) {
 		t.Error("a duplicate key must fail, as it does in the collector")
 	}
 }
+
+// FuzzExpand: any text and environment value expand without panicking,
+// and end, references to themselves included.
+func FuzzExpand(f *testing.F) {
+	f.Add("[${env:A:-${env:B:-localhost}}]:13133", "x${env:A}")
+	f.Add("${env:A:-${env:A:-${env:A}}}", "${env:A}")
+	f.Add("${", "}")
+	f.Fuzz(func(t *testing.T, text, value string) {
+		_, _ = Expand(text, map[string]string{"A": value, "B": ""})
+	})
+}
