@@ -278,7 +278,7 @@ func runSlowAttack(t *testing.T, col *harness.Collector, a slowAttack, n int, de
 		}
 		if err != nil {
 			if c != nil {
-				c.Close()
+				_ = c.Close()
 			}
 			if first == nil {
 				first = err
@@ -327,7 +327,7 @@ func runSlowAttack(t *testing.T, col *harness.Collector, a slowAttack, n int, de
 		time.Sleep(time.Second)
 	}
 	for _, sc := range open {
-		sc.c.Close() // ends the readers of connections still open
+		_ = sc.c.Close() // ends the readers of connections still open
 	}
 	wg.Wait()
 	for _, sc := range open {
