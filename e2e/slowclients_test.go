@@ -158,8 +158,9 @@ func slowAttacks() []slowAttack {
 				}
 				return h2ExportHeaders(c)
 			},
-			drip:  h2DataFrame([]byte{0}),
-			bound: func(st slowTimeouts) time.Duration { return st.grpcAge + st.grpcGrace },
+			drip: h2DataFrame([]byte{0}),
+			// grpc-go adds a jitter of up to ±10% to max_connection_age.
+			bound: func(st slowTimeouts) time.Duration { return st.grpcAge + st.grpcAge/10 + st.grpcGrace },
 		},
 	}
 	if soak() {
