@@ -30,8 +30,8 @@ import (
 //
 // The default run merges shorter timeouts over the shipped ones (same keys),
 // so it takes about a minute; OTELCOL_ISTIO_SOAK=1 runs the shipped values
-// unchanged (about 10 minutes: gRPC's handshake limit is 120 s and
-// max_connection_age 5m) and adds the client that never sends the HTTP/2
+// unchanged (about 7 minutes: gRPC's handshake limit is 120 s and
+// max_connection_age 2m) and adds the client that never sends the HTTP/2
 // preface.
 
 // slowTimeouts are the timeouts one run uses: the shipped ones, or shorter.
@@ -45,7 +45,7 @@ type slowTimeouts struct {
 // TestShippedSlowClientTimeouts keeps them in step with the file.
 var shippedSlowTimeouts = slowTimeouts{
 	httpHeader: 10 * time.Second, httpRead: 30 * time.Second, httpIdle: time.Minute,
-	grpcIdle: time.Minute, grpcAge: 5 * time.Minute, grpcGrace: 30 * time.Second,
+	grpcIdle: time.Minute, grpcAge: 2 * time.Minute, grpcGrace: 30 * time.Second,
 	grpcPing: 30 * time.Second, grpcPingTimeout: 10 * time.Second,
 }
 
