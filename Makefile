@@ -206,11 +206,11 @@ test-e2e: $(BINARY) $(TELEMETRYGEN)
 	OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) TELEMETRYGEN=$(TELEMETRYGEN) \
 	  $(GO) test -count=1 -timeout 20m ./e2e/...
 
-## test-soak: the reliability tests with long outages and loads (OTELCOL_ISTIO_SOAK=1), about 10 minutes
+## test-soak: the reliability tests with long outages and loads, and the slow clients against the shipped timeouts (OTELCOL_ISTIO_SOAK=1), about 20 minutes
 .PHONY: test-soak
 test-soak: $(BINARY)
 	OTELCOL_ISTIO_SOAK=1 OTELCOL_ISTIO_BINARY=$(CURDIR)/$(BINARY) \
-	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter|TestQueue|TestHostile' ./e2e/
+	  $(GO) test -count=1 -timeout 40m -v -run 'TestBackend|TestSIG|TestMemoryLimiter|TestQueue|TestHostile|TestSlowClients' ./e2e/
 
 ## bench: micro benchmarks of every module, then the end-to-end benchmark of the binary (under 10 min); table in bench/results/
 .PHONY: bench

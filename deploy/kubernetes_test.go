@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,4 +214,84 @@ func namespaceOf(o manifest.Object) string {
 		return n.GetNamespace()
 	}
 	return ""
+}
+
+// TestStatusIsNotPublic: /status (the mesh's services and delivery state) is
+// read through kubectl port-forward or from the namespaces the operator
+// labels, never from the whole cluster (deploy/README.md "Who can read
+// /status"). health_check listens on all the pod's addresses, so
+// port-forward, which connects to localhost inside the pod, reaches it; the
+// NetworkPolicy admits 13133 only from status-reader namespaces; and the
+// rule the policy used to have (13133 from anywhere) is caught.
+func TestStatusIsNotPublic(t *testing.T) {
+	for _, dir := range kustomizations {
+		t.Run(dir, func(t *testing.T) {
+			objs := render(t, dir)
+			var checked int
+			fs := checkObjects(t, objs, []*corev1.ConfigMap{exampleBackendConfigMap(t)}, func(w policy.Workload, cfg *collectorconfig.Config, receivers []collectorconfig.ReceiverPort) policy.Findings {
+				hc, err := cfg.HealthCheck()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if host, _, err := net.SplitHostPort(hc.Endpoint); err != nil || host != "" {
+					t.Errorf("%s: health_check listens on %q with the pod's environment; want all addresses (empty host), so that kubectl port-forward reaches it on loopback", w.ID(), hc.Endpoint)
+				}
+				var ports []int32
+				for _, r := range receivers {
+					ports = append(ports, r.Port)
+				}
+				var out policy.Findings
+				for _, np := range manifest.Of[*networkingv1.NetworkPolicy](objs) {
+					if np.Name == w.Name {
+						checked++
+						out = append(out, policy.CheckNetworkPolicy(np, w, ports, hc.Port)...)
+					}
+				}
+				return out
+			})
+			for _, f := range fs {
+				t.Error(f)
+			}
+			if checked == 0 {
+				t.Error("no NetworkPolicy checked")
+			}
+		})
+	}
+
+	// The old rule put back: probes "kept working" by opening 13133 to all.
+	np := string(readFile(t, "kubernetes/base/networkpolicy.yaml"))
+	readers := "    - from:\n        - namespaceSelector:\n            matchLabels:\n              " + policy.StatusReaderLabel + ": \"true\"\n      ports:\n        - port: 13133\n"
+	if !strings.Contains(np, readers) {
+		t.Fatalf("base NetworkPolicy has no status-reader rule of the expected shape:\n%s", np)
+	}
+	objs := renderBaseWith(t, map[string]string{"networkpolicy.yaml": strings.Replace(np, readers, "    - ports:\n        - port: 13133\n", 1)})
+	w := policy.Workloads(runtimeObjects(objs))[0]
+	fs := policy.CheckNetworkPolicy(manifest.Of[*networkingv1.NetworkPolicy](objs)[0], w, []int32{4317, 4318}, 13133)
+	if !fs.Has("netpol.health-public") || !fs.Has("netpol.health-readers") {
+		t.Errorf("13133 from anywhere not caught: %v", fs)
+	}
+}
+
+// renderBaseWith renders a copy of the base with some files replaced.
+func renderBaseWith(t *testing.T, files map[string]string) []manifest.Object {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir("kubernetes/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data := readFile(t, "kubernetes/base/"+e.Name())
+		if s, ok := files[e.Name()]; ok {
+			data = []byte(s)
+		}
+		if err := os.WriteFile(dir+"/"+e.Name(), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs, err := manifest.RenderAndDecode(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
 }

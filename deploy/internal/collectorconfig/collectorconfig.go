@@ -19,14 +19,42 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// envRef matches ${env:NAME}, ${env:NAME:-default} and ${NAME}.
-var envRef = regexp.MustCompile(`\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}`)
+// envRef matches ${env:NAME}, ${env:NAME:-default} and ${NAME} whose
+// default holds no reference itself: the innermost ones.
+var envRef = regexp.MustCompile(`\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}$]|\$[^{}])*))?\}`)
 
 // Expand substitutes environment references. Unset variables without a
 // default become empty, as in the collector; they are returned in missing.
+// A default may hold a reference (${env:A:-${env:B:-x}}): as the collector's
+// resolver, the innermost is expanded first.
 func Expand(text string, env map[string]string) (expanded string, missing []string) {
 	seen := map[string]bool{}
-	expanded = envRef.ReplaceAllStringFunc(text, func(m string) string {
+	expanded = text
+	// One pass per level of nesting; the bounds stop a value that holds a
+	// reference to itself (A="x${env:A}") from growing forever.
+	for range maxNesting {
+		if len(expanded) > maxExpanded {
+			break
+		}
+		next := expandOnce(expanded, env, seen, &missing)
+		if next == expanded {
+			break
+		}
+		expanded = next
+	}
+	sort.Strings(missing)
+	return expanded, missing
+}
+
+// maxNesting bounds the levels of references Expand resolves, and
+// maxExpanded the text it expands further.
+const (
+	maxNesting  = 10
+	maxExpanded = 64 << 10
+)
+
+func expandOnce(text string, env map[string]string, seen map[string]bool, missing *[]string) string {
+	return envRef.ReplaceAllStringFunc(text, func(m string) string {
 		sub := envRef.FindStringSubmatch(m)
 		name, def := sub[1], sub[2]
 		hasDefault := strings.Contains(m, ":-")
@@ -39,12 +67,10 @@ func Expand(text string, env map[string]string) (expanded string, missing []stri
 		}
 		if !seen[name] {
 			seen[name] = true
-			missing = append(missing, name)
+			*missing = append(*missing, name)
 		}
 		return ""
 	})
-	sort.Strings(missing)
-	return expanded, missing
 }
 
 // Config is a parsed collector config.

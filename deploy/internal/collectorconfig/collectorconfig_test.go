@@ -24,6 +24,11 @@ func TestExpand(t *testing.T) {
 		{"${env:UNSET}", "", []string{"UNSET"}},
 		{"${UNSET_TOO} and ${env:UNSET_TOO}", " and ", []string{"UNSET_TOO"}},
 		{"no references", "no references", nil},
+		// Nested, innermost first, as the collector's resolver.
+		{"[${env:UNSET:-${env:MY_POD_IP:-localhost}}]:13133", "[10.0.0.1]:13133", nil},
+		{"[${env:EMPTY:-${env:MY_POD_IP:-localhost}}]:13133", "[]:13133", nil},
+		{"[${env:UNSET:-${env:UNSET2:-localhost}}]:13133", "[localhost]:13133", nil},
+		{"${env:UNSET:-a$b}", "a$b", nil},
 	} {
 		got, missing := Expand(c.in, env)
 		if got != c.want || !reflect.DeepEqual(missing, c.missing) {
@@ -121,4 +126,15 @@ func TestDuplicateKeysFail(t *testing.T) {
 	if _, err := Parse("exporters:\n  otlp:\n    endpoint: a\n    endpoint: b\n", nil); err == nil {
 		t.Error("a duplicate key must fail, as it does in the collector")
 	}
+}
+
+// FuzzExpand: any text and environment value expand without panicking,
+// and end, references to themselves included.
+func FuzzExpand(f *testing.F) {
+	f.Add("[${env:A:-${env:B:-localhost}}]:13133", "x${env:A}")
+	f.Add("${env:A:-${env:A:-${env:A}}}", "${env:A}")
+	f.Add("${", "}")
+	f.Fuzz(func(t *testing.T, text, value string) {
+		_, _ = Expand(text, map[string]string{"A": value, "B": ""})
+	})
 }

@@ -118,28 +118,108 @@ func CheckHorizontalPodAutoscaler(hpa *autoscalingv2.HorizontalPodAutoscaler, w 
 	return fs
 }
 
-// CheckNetworkPolicy checks that a NetworkPolicy selects the collector and
-// admits each receiver port and the health port.
+// StatusReaderLabel marks the namespaces whose pods may read health_check's
+// /status (the mesh's service list and delivery state): the operator sets it
+// on monitoring namespaces. Nothing else in the cluster reaches 13133.
+const StatusReaderLabel = "otelcol-istio/status-reader"
+
+// CheckNetworkPolicy checks that a NetworkPolicy selects the collector,
+// admits each receiver port, and admits the health port only from
+// namespaces labelled StatusReaderLabel: never from everywhere. The kubelet's
+// probes need no rule (NetworkPolicy always admits a pod's own node), and
+// kubectl port-forward arrives on the pod's loopback, which no policy filters.
 func CheckNetworkPolicy(np *networkingv1.NetworkPolicy, w Workload, ports []int32, healthPort int32) Findings {
 	var fs Findings
 	id := "NetworkPolicy/" + np.Name
 	if !selectorSelects(&np.Spec.PodSelector, w.Template.Labels) {
 		fs.add("netpol.selector", id, "does not select the pods of %s", w.ID())
 	}
-	admitted := map[int32]bool{}
-	for _, rule := range np.Spec.Ingress {
-		for _, p := range rule.Ports {
-			if p.Port != nil && p.Port.Type == intstr.Int {
-				admitted[p.Port.IntVal] = true
-			}
+	readers := false
+	for i, rule := range np.Spec.Ingress {
+		if !admitsPort(rule, healthPort) {
+			continue
+		}
+		if public := publicPeer(rule); public != "" {
+			fs.add("netpol.health-public", id, "ingress rule %d admits the health port %d (/status) %s", i, healthPort, public)
+		}
+		for _, peer := range rule.From {
+			readers = readers || statusReaders(peer)
 		}
 	}
-	for _, p := range append(append([]int32{}, ports...), healthPort) {
-		if !admitted[p] {
+	if !readers {
+		fs.add("netpol.health-readers", id, "the health port %d is not admitted from namespaces labelled %s=true", healthPort, StatusReaderLabel)
+	}
+	for _, p := range ports {
+		admitted := false
+		for _, rule := range np.Spec.Ingress {
+			admitted = admitted || admitsPort(rule, p)
+		}
+		if !admitted {
 			fs.add("netpol.ports", id, "port %d is not admitted", p)
 		}
 	}
 	return fs
+}
+
+// admitsPort: the rule lists port p, or lists no ports (all ports).
+func admitsPort(rule networkingv1.NetworkPolicyIngressRule, p int32) bool {
+	if len(rule.Ports) == 0 {
+		return true
+	}
+	for _, rp := range rule.Ports {
+		switch {
+		case rp.Port == nil: // all ports of the protocol
+			return true
+		case rp.Port.Type == intstr.Int && rp.EndPort != nil:
+			if rp.Port.IntVal <= p && p <= *rp.EndPort {
+				return true
+			}
+		case rp.Port.Type == intstr.Int:
+			if rp.Port.IntVal == p {
+				return true
+			}
+		default: // a named port: may be this one
+			return true
+		}
+	}
+	return false
+}
+
+// publicPeer says how a rule admits the whole cluster (or more), or "" if
+// it does not.
+func publicPeer(rule networkingv1.NetworkPolicyIngressRule) string {
+	if len(rule.From) == 0 {
+		return "from everywhere (no from)"
+	}
+	for _, peer := range rule.From {
+		switch {
+		case peer.IPBlock != nil:
+			if peer.IPBlock.CIDR == "0.0.0.0/0" || peer.IPBlock.CIDR == "::/0" {
+				return "from every address (ipBlock " + peer.IPBlock.CIDR + ")"
+			}
+		case peer.NamespaceSelector != nil && emptySelector(peer.NamespaceSelector) &&
+			(peer.PodSelector == nil || emptySelector(peer.PodSelector)):
+			return "from every namespace (empty namespaceSelector)"
+		}
+	}
+	return ""
+}
+
+// statusReaders: the peer is (pods of) the namespaces labelled
+// StatusReaderLabel=true.
+func statusReaders(peer networkingv1.NetworkPolicyPeer) bool {
+	if peer.NamespaceSelector == nil || peer.IPBlock != nil {
+		return false
+	}
+	sel, err := metav1.LabelSelectorAsSelector(peer.NamespaceSelector)
+	if err != nil || sel.Empty() {
+		return false
+	}
+	return sel.Matches(labels.Set{StatusReaderLabel: "true"}) && !sel.Matches(labels.Set{})
+}
+
+func emptySelector(sel *metav1.LabelSelector) bool {
+	return len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0
 }
 
 // ServicePorts returns a Service's ports, sorted.

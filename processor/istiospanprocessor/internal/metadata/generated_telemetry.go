@@ -28,9 +28,9 @@ type TelemetryBuilder struct {
 	meter                               metric.Meter
 	mu                                  sync.Mutex
 	registrations                       []metric.Registration
-	ProcessorIstioSpanOrphans           metric.Int64Counter
-	ProcessorIstioSpanOutboundCalls     metric.Int64Counter
-	ProcessorIstioSpanRelinkedPairs     metric.Int64Counter
+	ProcessorIstioSpanOrphans           metric.Int64ObservableCounter
+	ProcessorIstioSpanOutboundCalls     metric.Int64ObservableCounter
+	ProcessorIstioSpanRelinkedPairs     metric.Int64ObservableCounter
 	ProcessorIstioSpanRequestIdsEvicted metric.Int64Counter
 	ProcessorIstioSpanRequestIdsTracked metric.Int64ObservableGauge
 	ProcessorIstioSpanResourcesSplit    metric.Int64Counter
@@ -49,6 +49,51 @@ type telemetryBuilderOptionFunc func(mb *TelemetryBuilder)
 
 func (tbof telemetryBuilderOptionFunc) apply(mb *TelemetryBuilder) {
 	tbof(mb)
+}
+
+// RegisterProcessorIstioSpanOrphansCallback sets callback for observable ProcessorIstioSpanOrphans metric.
+func (builder *TelemetryBuilder) RegisterProcessorIstioSpanOrphansCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorIstioSpanOrphans, obs: o})
+		return nil
+	}, builder.ProcessorIstioSpanOrphans)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterProcessorIstioSpanOutboundCallsCallback sets callback for observable ProcessorIstioSpanOutboundCalls metric.
+func (builder *TelemetryBuilder) RegisterProcessorIstioSpanOutboundCallsCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorIstioSpanOutboundCalls, obs: o})
+		return nil
+	}, builder.ProcessorIstioSpanOutboundCalls)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
+}
+
+// RegisterProcessorIstioSpanRelinkedPairsCallback sets callback for observable ProcessorIstioSpanRelinkedPairs metric.
+func (builder *TelemetryBuilder) RegisterProcessorIstioSpanRelinkedPairsCallback(cb metric.Int64Callback) error {
+	reg, err := builder.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		cb(ctx, &observerInt64{inst: builder.ProcessorIstioSpanRelinkedPairs, obs: o})
+		return nil
+	}, builder.ProcessorIstioSpanRelinkedPairs)
+	if err != nil {
+		return err
+	}
+	builder.mu.Lock()
+	defer builder.mu.Unlock()
+	builder.registrations = append(builder.registrations, reg)
+	return nil
 }
 
 // RegisterProcessorIstioSpanRequestIdsTrackedCallback sets callback for observable ProcessorIstioSpanRequestIdsTracked metric.
@@ -94,19 +139,19 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
-	builder.ProcessorIstioSpanOrphans, err = builder.meter.Int64Counter(
+	builder.ProcessorIstioSpanOrphans, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_istio_span_orphans",
-		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest under `_other`). [Development]"),
+		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest, and names idle for a minute that gave up their slot, under `_other`). Observed from the service list at each collection, so series follow the list. [Development]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.ProcessorIstioSpanOutboundCalls, err = builder.meter.Int64Counter(
+	builder.ProcessorIstioSpanOutboundCalls, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_istio_span_outbound_calls",
 		metric.WithDescription("CLIENT spans from sidecars (outbound calls), by normalised service name (attribute `istio.service`), the denominator of the orphan ratio. [Development]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)
-	builder.ProcessorIstioSpanRelinkedPairs, err = builder.meter.Int64Counter(
+	builder.ProcessorIstioSpanRelinkedPairs, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_istio_span_relinked_pairs",
 		metric.WithDescription("Orphan/SERVER span pairs joined by a span link through guid:x-request-id, by normalised service name (attribute `istio.service`). [Development]"),
 		metric.WithUnit("{pair}"),

@@ -20,13 +20,22 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	require.NoError(t, tb.RegisterProcessorIstioSpanOrphansCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
+	require.NoError(t, tb.RegisterProcessorIstioSpanOutboundCallsCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
+	require.NoError(t, tb.RegisterProcessorIstioSpanRelinkedPairsCallback(func(_ context.Context, observer metric.Int64Observer) error {
+		observer.Observe(1)
+		return nil
+	}))
 	require.NoError(t, tb.RegisterProcessorIstioSpanRequestIdsTrackedCallback(func(_ context.Context, observer metric.Int64Observer) error {
 		observer.Observe(1)
 		return nil
 	}))
-	tb.ProcessorIstioSpanOrphans.Add(context.Background(), 1)
-	tb.ProcessorIstioSpanOutboundCalls.Add(context.Background(), 1)
-	tb.ProcessorIstioSpanRelinkedPairs.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanRequestIdsEvicted.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanResourcesSplit.Add(context.Background(), 1)
 	tb.ProcessorIstioSpanSpansRejected.Add(context.Background(), 1)

@@ -51,7 +51,7 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 	d := &Detector{
 		cfg:      cfg,
 		origins:  newOriginSet(cfg.Origins),
-		services: newServiceRegistry(MaxServices),
+		services: newServiceRegistry(MaxServices, ServiceIdle),
 		now:      time.Now,
 		keySeed:  maphash.MakeSeed(),
 		nodeSeed: maphash.MakeSeed(),
@@ -64,7 +64,7 @@ func NewDetector(cfg Config, set component.TelemetrySettings) (*Detector, error)
 		d.index = newRequestIndex(int64(cfg.Window), cfg.MaxTracked)
 		tracked = func() int64 { return int64(d.index.len()) }
 	}
-	tel, err := newTelemetry(set, tracked)
+	tel, err := newTelemetry(set, d.services, tracked)
 	if err != nil {
 		return nil, fmt.Errorf("orphans: creating telemetry: %w", err)
 	}
@@ -142,15 +142,7 @@ func (b *Batch) Resource(rs ptrace.ResourceSpans) {
 	if outbound == 0 {
 		return
 	}
-	s := d.services.get(rv.serviceName())
-	s.outbound.Add(outbound)
-	s.seen(now)
-	ctx := context.Background()
-	d.tel.ProcessorIstioSpanOutboundCalls.Add(ctx, outbound, s.attrs...)
-	if orphans > 0 {
-		s.orphans.Add(orphans)
-		d.tel.ProcessorIstioSpanOrphans.Add(ctx, orphans, s.attrs...)
-	}
+	d.services.add(rv.serviceName(), now.UnixNano(), outbound, orphans, 0)
 }
 
 // End re-links the batch's candidates and releases b, which must not be
@@ -173,10 +165,7 @@ func (b *Batch) End(ctx context.Context) {
 		d.tel.ProcessorIstioSpanRequestIdsEvicted.Add(ctx, evicted)
 	}
 	for _, p := range b.pairs {
-		s := d.services.get(p.service)
-		s.relinked.Add(1)
-		s.seen(now)
-		d.tel.ProcessorIstioSpanRelinkedPairs.Add(ctx, 1, s.attrs...)
+		d.services.add(p.service, now.UnixNano(), 0, 0, 1)
 	}
 }
 

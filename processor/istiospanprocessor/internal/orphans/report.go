@@ -18,7 +18,14 @@ import (
 // the report or the metric series without bound.
 const MaxServices = 500
 
-// OtherService is the bucket for services beyond MaxServices.
+// ServiceIdle is how long a listed name must have gone unseen before a new
+// name may take its slot once MaxServices names are listed. A flood of junk
+// names therefore holds the slots for at most ServiceIdle after its last
+// name, and can never push out a service that keeps sending.
+const ServiceIdle = time.Minute
+
+// OtherService is the bucket for services beyond MaxServices, and for the
+// counts of names that gave up their slot.
 const OtherService = "_other"
 
 // unknownService names spans whose resource has no service.name.
@@ -46,10 +53,10 @@ type ServiceReport struct {
 	Diagnosis   string    `json:"diagnosis"`
 }
 
-// serviceStats are one service's counters since the detector started.
+// serviceStats are one service's counters since it was listed.
 type serviceStats struct {
 	name     string
-	attrs    []metric.AddOption // istio.service=name, built once: passing it with ... does not allocate
+	attrs    []metric.ObserveOption // istio.service=name, built once
 	outbound atomic.Int64
 	orphans  atomic.Int64
 	relinked atomic.Int64
@@ -59,53 +66,147 @@ type serviceStats struct {
 func newServiceStats(name string) *serviceStats {
 	return &serviceStats{
 		name:  name,
-		attrs: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrService, name)))},
+		attrs: []metric.ObserveOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(AttrService, name)))},
 	}
 }
 
-func (s *serviceStats) seen(now time.Time) {
-	s.lastSeen.Store(now.UnixNano())
+func (s *serviceStats) count(now, outbound, orphans, relinked int64) {
+	if outbound != 0 {
+		s.outbound.Add(outbound)
+	}
+	if orphans != 0 {
+		s.orphans.Add(orphans)
+	}
+	if relinked != 0 {
+		s.relinked.Add(relinked)
+	}
+	// Batches run concurrently: keep the latest time, never step back.
+	for {
+		last := s.lastSeen.Load()
+		if now <= last || s.lastSeen.CompareAndSwap(last, now) {
+			return
+		}
+	}
+}
+
+// fold adds an evicted entry's counts to s (the _other bucket), so that the
+// totals over all lines stay what they were.
+func (s *serviceStats) fold(from *serviceStats) {
+	s.count(from.lastSeen.Load(), from.outbound.Load(), from.orphans.Load(), from.relinked.Load())
 }
 
 // serviceRegistry maps normalised service names to their stats, up to
-// MaxServices names plus the _other bucket.
+// MaxServices names plus the _other bucket. Once full, a new name takes the
+// slot of the least recently seen name if that one has been idle for
+// ServiceIdle (its counts move to _other); otherwise it counts under _other.
+//
+// Counting holds the read lock, eviction the write lock, so no count lands
+// on an entry after its counts were folded into _other.
 type serviceRegistry struct {
 	mu    sync.RWMutex
 	max   int
+	idle  int64 // ns
 	byKey map[string]*serviceStats
 	other *serviceStats
+	// oldest is at most the smallest lastSeen in byKey (lastSeen only grows,
+	// new entries start at now), as of the last scan: while
+	// now < oldest+idle no entry can be idle, and a new name goes to _other
+	// without scanning, so a flood costs O(1) per name.
+	oldest int64
 }
 
-func newServiceRegistry(maxServices int) *serviceRegistry {
+func newServiceRegistry(maxServices int, idle time.Duration) *serviceRegistry {
 	return &serviceRegistry{
 		max:   maxServices,
+		idle:  int64(idle),
 		byKey: make(map[string]*serviceStats),
 		other: newServiceStats(OtherService),
 	}
 }
 
-func (r *serviceRegistry) get(name string) *serviceStats {
+// add counts outbound spans, orphans and re-linked pairs for name, seen at
+// now (unix ns).
+func (r *serviceRegistry) add(name string, now, outbound, orphans, relinked int64) {
 	if name == "" {
 		name = unknownService
 	}
 	r.mu.RLock()
 	s, ok := r.byKey[name]
-	r.mu.RUnlock()
-	if ok {
-		return s
+	if !ok && len(r.byKey) >= r.max && now < r.oldest+r.idle {
+		s, ok = r.other, true // full and no slot can be idle: no write lock
 	}
+	if ok {
+		s.count(now, outbound, orphans, relinked)
+		r.mu.RUnlock()
+		return
+	}
+	r.mu.RUnlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, ok = r.byKey[name]; ok {
+	r.slot(name, now).count(now, outbound, orphans, relinked)
+}
+
+// slot returns name's entry, listing it if there is room or an idle slot,
+// else _other. r.mu must be held for writing.
+func (r *serviceRegistry) slot(name string, now int64) *serviceStats {
+	if s, ok := r.byKey[name]; ok {
 		return s
 	}
 	if len(r.byKey) >= r.max {
-		return r.other
+		if now < r.oldest+r.idle || !r.evictIdle(now) {
+			return r.other
+		}
 	}
 	// Clone: name may point into pdata that goes downstream.
-	s = newServiceStats(strings.Clone(name))
+	s := newServiceStats(strings.Clone(name))
+	s.lastSeen.Store(now)
 	r.byKey[s.name] = s
+	if len(r.byKey) == 1 || now < r.oldest {
+		r.oldest = now
+	}
 	return s
+}
+
+// evictIdle removes the least recently seen entry if it has been idle for
+// r.idle, folding its counts into _other, and refreshes r.oldest. One pass
+// over at most r.max entries, only when the bound says one may be idle.
+func (r *serviceRegistry) evictIdle(now int64) bool {
+	var victim *serviceStats
+	first, second := int64(math.MaxInt64), int64(math.MaxInt64)
+	for _, s := range r.byKey {
+		last := s.lastSeen.Load()
+		switch {
+		case last < first:
+			victim, first, second = s, last, first
+		case last < second:
+			second = last
+		}
+	}
+	if victim == nil || now-first < r.idle {
+		r.oldest = first
+		return false
+	}
+	delete(r.byKey, victim.name)
+	r.other.fold(victim)
+	r.oldest = min(second, now)
+	return true
+}
+
+// observe reports one counter of every listed name (and _other), read by
+// value, to a metric callback. Names that gave up their slot are no longer
+// observed, so the exported series follow the registry: at most
+// MaxServices+1 names at any time. Zero counts are not reported.
+func (r *serviceRegistry) observe(o metric.Int64Observer, value func(*serviceStats) int64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.byKey {
+		if n := value(s); n > 0 {
+			o.Observe(n, s.attrs...)
+		}
+	}
+	if n := value(r.other); n > 0 {
+		o.Observe(n, r.other.attrs...)
+	}
 }
 
 func (r *serviceRegistry) snapshot(linkEnabled bool) []ServiceReport {

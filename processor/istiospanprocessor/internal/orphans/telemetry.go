@@ -2,6 +2,7 @@ package orphans
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/otel/metric"
@@ -25,22 +26,36 @@ const (
 	AttrService = "istio.service"
 )
 
-// newTelemetry creates the instruments; the tracked gauge is observed only
-// when the index exists (re-linking on).
-func newTelemetry(set component.TelemetrySettings, tracked func() int64) (*metadata.TelemetryBuilder, error) {
+// newTelemetry creates the instruments. The per-service counters are
+// observed from the service registry at each collection, not added to: a
+// synchronous counter keeps every attribute set it was ever given, so names
+// that gave up their slot (ServiceIdle) would pile up as series. The tracked
+// gauge is observed only when the index exists (re-linking on).
+func newTelemetry(set component.TelemetrySettings, services *serviceRegistry, tracked func() int64) (*metadata.TelemetryBuilder, error) {
 	tb, err := metadata.NewTelemetryBuilder(set)
 	if err != nil {
 		return nil, err
 	}
+	observed := func(value func(*serviceStats) int64) metric.Int64Callback {
+		return func(_ context.Context, o metric.Int64Observer) error {
+			services.observe(o, value)
+			return nil
+		}
+	}
+	errs := errors.Join(
+		tb.RegisterProcessorIstioSpanOrphansCallback(observed(func(s *serviceStats) int64 { return s.orphans.Load() })),
+		tb.RegisterProcessorIstioSpanOutboundCallsCallback(observed(func(s *serviceStats) int64 { return s.outbound.Load() })),
+		tb.RegisterProcessorIstioSpanRelinkedPairsCallback(observed(func(s *serviceStats) int64 { return s.relinked.Load() })),
+	)
 	if tracked != nil {
-		err = tb.RegisterProcessorIstioSpanRequestIdsTrackedCallback(func(_ context.Context, o metric.Int64Observer) error {
+		errs = errors.Join(errs, tb.RegisterProcessorIstioSpanRequestIdsTrackedCallback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(tracked())
 			return nil
-		})
-		if err != nil {
-			tb.Shutdown()
-			return nil, err
-		}
+		}))
+	}
+	if errs != nil {
+		tb.Shutdown()
+		return nil, errs
 	}
 	return tb, nil
 }
