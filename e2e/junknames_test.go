@@ -29,7 +29,7 @@ func TestJunkServiceNamesCannotCaptureTheCap(t *testing.T) {
 		perRequest  = 1000
 		maxServices = 500
 		serviceIdle = time.Minute
-		real        = "reviews.default"
+		realService = "reviews.default"
 	)
 	backend := harness.StartBackend(t)
 	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
@@ -88,8 +88,8 @@ func TestJunkServiceNamesCannotCaptureTheCap(t *testing.T) {
 	if len(lines) > maxServices+1 {
 		t.Errorf("report has %d lines, cap is %d + _other", len(lines), maxServices)
 	}
-	if _, ok := lines[real]; ok {
-		t.Errorf("%s listed right after the flood: every slot was seen within ServiceIdle", real)
+	if _, ok := lines[realService]; ok {
+		t.Errorf("%s listed right after the flood: every slot was seen within ServiceIdle", realService)
 	}
 	if _, ok := lines["_other"]; !ok {
 		t.Error("no _other line after the flood")
@@ -102,15 +102,15 @@ func TestJunkServiceNamesCannotCaptureTheCap(t *testing.T) {
 	for time.Now().Before(deadline) {
 		time.Sleep(5 * time.Second)
 		sendReal()
-		if lines = propagation(t, col); lines[real] > 0 {
+		if lines = propagation(t, col); lines[realService] > 0 {
 			listedAfter = time.Since(floodEnd)
 			break
 		}
 	}
 	if listedAfter == 0 {
-		t.Fatalf("%s not listed %s after the flood", real, time.Since(floodEnd).Round(time.Second))
+		t.Fatalf("%s not listed %s after the flood", realService, time.Since(floodEnd).Round(time.Second))
 	}
-	t.Logf("%s listed under its own name %s after the flood's last junk name", real, listedAfter.Round(time.Second))
+	t.Logf("%s listed under its own name %s after the flood's last junk name", realService, listedAfter.Round(time.Second))
 	if len(lines) > maxServices+1 {
 		t.Errorf("report has %d lines, cap is %d + _other", len(lines), maxServices)
 	}
@@ -120,8 +120,8 @@ func TestJunkServiceNamesCannotCaptureTheCap(t *testing.T) {
 	for _, s := range series {
 		names[s[2]] = true
 	}
-	if len(names) > maxServices+1 || !names[real] {
-		t.Errorf("orphans metric has %d istio_service values (cap %d + _other), %s among them: %t", len(names), maxServices, real, names[real])
+	if len(names) > maxServices+1 || !names[realService] {
+		t.Errorf("orphans metric has %d istio_service values (cap %d + _other), %s among them: %t", len(names), maxServices, realService, names[realService])
 	}
 
 	load.Stop()

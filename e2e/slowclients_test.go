@@ -85,7 +85,7 @@ const grpcHandshakeTimeout = 120 * time.Second
 type slowAttack struct {
 	name string
 	port func(*harness.Collector) string
-	// open starts a connection's misbehaviour (what it sends first).
+	// open starts a connection's misbehavior (what it sends first).
 	open func(net.Conn) error
 	// drip is what it sends at every tick afterwards (nil: nothing).
 	drip []byte

@@ -25,7 +25,7 @@ func TestHealthCheckHostForPortForward(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^  health_check:\n    endpoint: "(.*):13133"$`).FindSubmatch(raw)
+	m := regexp.MustCompile(`(?m)^ {2}health_check:\n {4}endpoint: "(.*):\$\{env:HEALTH_CHECK_PORT:-13133\}"$`).FindSubmatch(raw)
 	if m == nil {
 		t.Fatal("no health_check endpoint on 13133 in the shipped config")
 	}
