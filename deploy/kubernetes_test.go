@@ -285,8 +285,8 @@ func renderBaseWith(t *testing.T, files map[string]string) []manifest.Object {
 		if s, ok := files[e.Name()]; ok {
 			data = []byte(s)
 		}
-		if err := os.WriteFile(dir+"/"+e.Name(), data, 0o600); err != nil {
-			t.Fatal(err)
+		if writeErr := os.WriteFile(dir+"/"+e.Name(), data, 0o600); writeErr != nil {
+			t.Fatal(writeErr)
 		}
 	}
 	objs, err := manifest.RenderAndDecode(dir)

@@ -41,7 +41,8 @@ type healthCheck struct {
 	phase      phase
 	phaseSince time.Time
 	startedAt  time.Time
-	probe      probeMemo
+	probe      statusMemo // the probe path's answer
+	overall    statusMemo // /status's overall status
 
 	components *componentStatuses
 	sources    *statusSources

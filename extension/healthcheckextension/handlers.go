@@ -60,8 +60,10 @@ func (h *healthCheck) router() http.Handler {
 	})
 }
 
-// probeMemo remembers the last probe status so "since" is when it last changed.
-type probeMemo struct {
+// statusMemo remembers the last status answered so "since" is when it last
+// changed (as seen by the answers: a status that came and went between two
+// requests is not seen).
+type statusMemo struct {
 	status string
 	since  time.Time
 }
@@ -131,7 +133,7 @@ func (h *healthCheck) serveProbe(w http.ResponseWriter, _ *http.Request) {
 	_, _, started := h.currentPhase()
 	h.mu.Lock()
 	if h.probe.status != res.status {
-		h.probe = probeMemo{status: res.status, since: now}
+		h.probe = statusMemo{status: res.status, since: now}
 		if !res.since.IsZero() {
 			h.probe.since = res.since
 		}
@@ -317,6 +319,7 @@ func (h *healthCheck) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		doc[name] = raw
 	}
 	doc["status"] = overall
+	doc["since"] = h.overallSince(overall)
 	doc["components"] = comps
 	doc["exporters"] = exporters
 	doc["delivery"] = deliveryJSON{
@@ -328,6 +331,17 @@ func (h *healthCheck) serveStatus(w http.ResponseWriter, _ *http.Request) {
 		code = http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, doc)
+}
+
+// overallSince returns when /status began answering overall, in UTC.
+func (h *healthCheck) overallSince(overall string) time.Time {
+	now := h.clock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.overall.status != overall {
+		h.overall = statusMemo{status: overall, since: now}
+	}
+	return h.overall.since.UTC()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -89,6 +89,28 @@ func TestStatusUnavailableWhileStarting(t *testing.T) {
 	assert.Contains(t, body, `"status":"unavailable"`)
 }
 
+// "since" is when the overall status began: it stays while the status
+// does, and moves when it changes.
+func TestStatusSince(t *testing.T) {
+	_, url := fakeMetrics(t)
+	s := start(t, testConfig(url))
+	clock := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	s.mu.Lock()
+	s.clock = func() time.Time { return clock }
+	s.mu.Unlock()
+	since := func() string { return s.status(t)["since"].(string) }
+
+	assert.Equal(t, "unavailable", s.status(t)["status"])
+	assert.Equal(t, "2026-11-29T10:00:00Z", since())
+	clock = clock.Add(time.Minute)
+	assert.Equal(t, "2026-11-29T10:00:00Z", since(), "the same status keeps its since")
+
+	require.NoError(t, s.Ready())
+	clock = clock.Add(time.Minute)
+	assert.Equal(t, "ok", s.status(t)["status"])
+	assert.Equal(t, "2026-11-29T10:02:00Z", since(), "a new status starts a new since")
+}
+
 func TestStatusSources(t *testing.T) {
 	_, url := fakeMetrics(t)
 	s := start(t, testConfig(url))

@@ -134,7 +134,7 @@ func FuzzExpand(f *testing.F) {
 	f.Add("[${env:A:-${env:B:-localhost}}]:13133", "x${env:A}")
 	f.Add("${env:A:-${env:A:-${env:A}}}", "${env:A}")
 	f.Add("${", "}")
-	f.Fuzz(func(t *testing.T, text, value string) {
+	f.Fuzz(func(_ *testing.T, text, value string) {
 		_, _ = Expand(text, map[string]string{"A": value, "B": ""})
 	})
 }

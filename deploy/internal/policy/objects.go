@@ -125,7 +125,7 @@ const StatusReaderLabel = "otelcol-istio/status-reader"
 
 // CheckNetworkPolicy checks that a NetworkPolicy selects the collector,
 // admits each receiver port, and admits the health port only from
-// namespaces labelled StatusReaderLabel: never from everywhere. The kubelet's
+// namespaces labeled StatusReaderLabel: never from everywhere. The kubelet's
 // probes need no rule (NetworkPolicy always admits a pod's own node), and
 // kubectl port-forward arrives on the pod's loopback, which no policy filters.
 func CheckNetworkPolicy(np *networkingv1.NetworkPolicy, w Workload, ports []int32, healthPort int32) Findings {
@@ -147,7 +147,7 @@ func CheckNetworkPolicy(np *networkingv1.NetworkPolicy, w Workload, ports []int3
 		}
 	}
 	if !readers {
-		fs.add("netpol.health-readers", id, "the health port %d is not admitted from namespaces labelled %s=true", healthPort, StatusReaderLabel)
+		fs.add("netpol.health-readers", id, "the health port %d is not admitted from namespaces labeled %s=true", healthPort, StatusReaderLabel)
 	}
 	for _, p := range ports {
 		admitted := false
@@ -205,7 +205,7 @@ func publicPeer(rule networkingv1.NetworkPolicyIngressRule) string {
 	return ""
 }
 
-// statusReaders: the peer is (pods of) the namespaces labelled
+// statusReaders: the peer is (pods of) the namespaces labeled
 // StatusReaderLabel=true.
 func statusReaders(peer networkingv1.NetworkPolicyPeer) bool {
 	if peer.NamespaceSelector == nil || peer.IPBlock != nil {

@@ -51,26 +51,32 @@
     var rows = ids.map(function (id) {
       var e = exporters[id];
       var delivering = e.delivering !== false;
-      var state = delivering ? (e.failed > 0 ? "delivering, with failures" : "delivering") : "not delivering";
-      var cls = delivering ? (e.failed > 0 ? "state-warn" : "state-ok") : "state-bad";
-      var err = e.last_error ? e.last_error + (e.error_code ? " (" + e.error_code + ")" : "") : "–";
+      var degraded = e.status === "degraded" || e.failed > 0;
+      var state = delivering ? (degraded ? "delivering, degraded" : "delivering") : "not delivering";
+      var cls = delivering ? (degraded ? "state-warn" : "state-ok") : "state-bad";
+      var err = e.last_error ? e.last_error + (e.error_code ? " (" + e.error_code + ")" : "") +
+        (e.last_error_at ? ", " + when(e.last_error_at) : "") : "–";
       var cap = e.queue_capacity || 0, size = e.queue_size || 0;
       var fill = cap > 0 ? Math.min(1, size / cap) : 0;
       var bar = el("div", { "class": "bar" + (fill > 0.8 ? " high" : ""), role: "img",
         "aria-label": "queue " + Math.round(fill * 100) + "% full" }, [el("span")]);
       bar.firstChild.style.width = (fill * 100).toFixed(1) + "%";
+      var attempts = typeof e.attempts === "number" ? num(e.failed_attempts || 0) + " of " + num(e.attempts) : "–";
       return el("tr", { "data-exporter": id }, [
         el("th", { scope: "row", text: id }),
-        el("td", { "class": cls + " exporter-state", text: state }),
+        el("td", null, [el("div", { "class": cls + " exporter-state", text: state }),
+          el("div", { "class": "muted exporter-cause", text: e.cause || "" })]),
         el("td", { "class": "exporter-error", text: err }),
         el("td", { "class": "num", text: num(e.sent) }),
         el("td", { "class": "num", text: num(e.failed) }),
+        el("td", { "class": "num", text: attempts }),
         el("td", null, [bar, el("div", { "class": "muted", text: num(size) + " / " + num(cap) + " (" + Math.round(fill * 100) + "%)" })]),
         el("td", { text: when(e.last_delivery) })
       ]);
     });
-    var windowText = ids.length && exporters[ids[0]].window ? " (over " + exporters[ids[0]].window + ")" : "";
-    return table("exporters", ["exporter", "state", "last error", "sent" + windowText, "failed", "queue", "last delivery"], rows);
+    var windowText = ids.length && exporters[ids[0]].window ? " (" + exporters[ids[0]].window + ")" : "";
+    return table("exporters", ["exporter", "state", "latest error", "spans sent" + windowText, "spans dropped",
+      "failed attempts", "queue", "last delivery"], rows);
   }
 
   function propagationSection(lines) {
