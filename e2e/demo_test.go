@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,13 +61,21 @@ func TestDemoBounded(t *testing.T) {
 			}
 		}
 	}
+	if !pageURLRe.MatchString(string(out)) {
+		t.Errorf("the demo does not print the /status page's address:\n%s", tail(string(out), 3000))
+	}
 	if strings.Contains(string(out), "\twarn\t") || strings.Contains(string(out), "\terror\t") {
 		t.Errorf("the demo printed a warning or an error:\n%s", tail(string(out), 3000))
 	}
 }
 
-// Ctrl-C (SIGINT) stops the demo cleanly: the simulator drains, the
-// collector shuts down, and the demo exits 0.
+// pageURLRe is the demo's closing line that gives the /status page.
+var pageURLRe = regexp.MustCompile(`open (http://127\.0\.0\.1:[0-9]+/status) in a browser`)
+
+// Unbounded, the demo prints the /status page's address after its span
+// lines and keeps the collector (and the simulated mesh) up: a browser gets
+// the page there until Ctrl-C. Ctrl-C (SIGINT) then stops the demo cleanly:
+// the simulator drains, the collector shuts down, and the demo exits 0.
 func TestDemoInterrupt(t *testing.T) {
 	demo := filepath.Join(t.TempDir(), "demo")
 	build := exec.Command("go", "build", "-o", demo, "./cmd/demo")
@@ -83,12 +92,30 @@ func TestDemoInterrupt(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(out.String(), "\nproductpage.default ") {
+	var page []string
+	for page = pageURLRe.FindStringSubmatch(out.String()); page == nil; page = pageURLRe.FindStringSubmatch(out.String()) {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			t.Fatalf("no spans printed within 60s:\n%s", out.String())
+			t.Fatalf("no /status page address printed within 60s:\n%s", out.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "\nproductpage.default ") {
+		t.Errorf("no span lines before the page's address:\n%s", tail(out.String(), 3000))
+	}
+	// The collector is still up: the address gives the page to a browser.
+	req, err := http.NewRequest(http.MethodGet, page[1], http.NoBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the page's address does not answer after the report: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("the page's address answered %d %s, want 200 text/html", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"text/template"
 	"time"
@@ -80,24 +81,42 @@ func run() error {
 		return err
 	}
 	defer send.Close()
-	failed := 0
-	runErr := meshsim.Run(ctx, sim, send, meshsim.RunOptions{Rate: *rate, Duration: duration,
-		OnFlush: func(_ meshsim.Flush, err error) {
-			if err != nil {
-				failed++
-			}
-		}})
-	// Let the batch processor (timeout 1s) export the last spans, then stop.
+	var failed atomic.Int64
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- meshsim.Run(ctx, sim, send, meshsim.RunOptions{Rate: *rate, Duration: duration,
+			OnFlush: func(_ meshsim.Flush, err error) {
+				if err != nil {
+					failed.Add(1)
+				}
+			}})
+	}()
+	// Span lines for a while, then the closing report and the /status page's
+	// address; the simulator keeps the page live until Ctrl-C or the duration.
+	var runErr error
+	finished := false
+	select {
+	case runErr = <-runDone:
+		finished = true
+	case <-time.After(spanLinesFor):
+	}
+	// Let the batch processor (timeout 1s) export the last spans.
 	time.Sleep(1500 * time.Millisecond)
+	spanPrinter.mute()
 	if report, err := col.propagationReport(); err == nil {
 		fmt.Printf("\nWhich services break traces: health_check's /status \"propagation\" report:\n%s\n", report)
 	} else {
 		fmt.Printf("\n(no propagation report: %v)\n", err)
 	}
+	fmt.Printf("\nThe same, as a page: open http://%s/status in a browser (it refreshes itself).\n", col.health)
+	if !finished {
+		fmt.Println("The simulated mesh keeps sending, so the page stays live. " + explainStop(duration))
+		runErr = <-runDone
+	}
 	colErr := col.stop()
 	st := sim.Stats()
 	fmt.Printf("\ndemo: the simulator sent %d spans (%d page loads, %d exports, %d failed; %d orphan roots). Collector stopped: %v\n",
-		st.Spans, st.Requests, st.Flushes, failed, st.Orphans, errOrOK(colErr))
+		st.Spans, st.Requests, st.Flushes, failed.Load(), st.Orphans, errOrOK(colErr))
 	if runErr != nil {
 		return fmt.Errorf("simulator: %w", runErr)
 	}
@@ -146,17 +165,26 @@ var screen = template.Must(template.New("").Parse(`
  2. ORPHAN: productpage's CLIENT calls to details and reviews start new traces. This config does
     not flag them (the column stays "-"): see the "orphans" block in {{.Config}}.
 {{- end}}
- At the end, health_check's /status names the services that break traces, and why.
+ After {{.SpanLinesFor}}, health_check's /status names the services that break traces, and why,
+ and the demo prints the address of the same report as a page for a browser.
 ==============================================================================================
 
 `))
 
+// spanLinesFor is how long span lines are printed before the closing report.
+const spanLinesFor = 10 * time.Second
+
 func explain(w *os.File, config string, orphans bool, rate float64, d time.Duration) error {
-	stop := "Stop with Ctrl-C."
+	return screen.Execute(w, map[string]any{"Config": config, "Orphans": orphans, "Rate": rate, "Stop": explainStop(d),
+		"SpanLinesFor": spanLinesFor})
+}
+
+// explainStop says how the demo ends.
+func explainStop(d time.Duration) string {
 	if d > 0 {
-		stop = fmt.Sprintf("Runs for %s (or Ctrl-C).", d)
+		return fmt.Sprintf("Runs for %s (or Ctrl-C).", d)
 	}
-	return screen.Execute(w, map[string]any{"Config": config, "Orphans": orphans, "Rate": rate, "Stop": stop})
+	return "Stop with Ctrl-C."
 }
 
 // orphansEnabled says whether the config turns on istio_span's orphan step,

@@ -45,8 +45,9 @@ type printer struct {
 	srv  *grpc.Server
 	addr string
 
-	mu  sync.Mutex
-	out io.Writer
+	mu    sync.Mutex
+	out   io.Writer
+	muted bool // after the closing report: spans still flow, silently
 }
 
 // startPrinter listens on a free loopback port.
@@ -86,8 +87,17 @@ func (p *printer) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptrac
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, _ = io.WriteString(p.out, b.String())
+	if !p.muted {
+		_, _ = io.WriteString(p.out, b.String())
+	}
 	return ptraceotlp.NewExportResponse(), nil
+}
+
+// mute stops printing span lines; exports are still accepted.
+func (p *printer) mute() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.muted = true
 }
 
 // spanLine is one span: service, orphan flag, kind, name, trace id prefix,
