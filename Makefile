@@ -60,7 +60,8 @@ FUZZ_TARGETS    := processor/istiospanprocessor:FuzzProcessProto \
                    processor/istiospanprocessor/internal/utf8check:FuzzTraces \
                    processor/istiospanprocessor/internal/utf8check:FuzzValidString \
                    extension/otlpguardextension/internal/tracecheck:FuzzProto \
-                   extension/otlpguardextension/internal/tracecheck:FuzzJSON
+                   extension/otlpguardextension/internal/tracecheck:FuzzJSON \
+                   deploy/internal/collectorconfig:FuzzExpand
 FUZZ_TIME       ?= 60s
 # CI counts executions rather than time: with a time limit, a worker still
 # busy when the deadline hits on a loaded machine fails the run with
