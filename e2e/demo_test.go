@@ -70,7 +70,7 @@ func TestDemoBounded(t *testing.T) {
 }
 
 // pageURLRe is the demo's closing line that gives the /status page.
-var pageURLRe = regexp.MustCompile(`open (http://127\.0\.0\.1:[0-9]+/status) in a browser`)
+var pageURLRe = regexp.MustCompile(`open (http://127\.0\.0\.1:\d+/status) in a browser`)
 
 // Unbounded, the demo prints the /status page's address after its span
 // lines and keeps the collector (and the simulated mesh) up: a browser gets
