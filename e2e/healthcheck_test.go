@@ -176,8 +176,8 @@ func TestHealthCheckHealthyFlow(t *testing.T) {
 			if !e.Delivering || e.LastError != "" || e.Status != "ok" || doc.Status != "ok" || e.Observer != "backend_auth" {
 				t.Errorf("healthy flow: want delivering, no error, status ok, observer backend_auth; got %s", doc.raw)
 			}
-			if e.QueueCapacity != 300000 {
-				t.Errorf("queue_capacity = %d, want the shipped 300000", e.QueueCapacity)
+			if e.QueueCapacity != 512<<20 {
+				t.Errorf("queue_capacity = %d, want the shipped 536870912 (512 MiB, sizer bytes)", e.QueueCapacity)
 			}
 			if code := probeCode(t, col); code != http.StatusOK {
 				t.Errorf("GET / = %d, want 200", code)
@@ -486,9 +486,11 @@ func TestHealthCheckQueueFull(t *testing.T) {
 exporters:
   otlp_grpc:
     sending_queue:
+      sizer: items
       queue_size: 2000
       num_consumers: 1
       batch:
+        sizer: items
         min_size: 100
         max_size: 500
 `)

@@ -100,11 +100,18 @@ func (g *guard) serveHTTP(w http.ResponseWriter, r *http.Request, next http.Hand
 	next.ServeHTTP(w, r)
 }
 
-// readBody reads the whole body, sized by Content-Length when it is given.
+// preallocMax caps what a request's Content-Length may pre-allocate: a slow
+// sender that claims 4 MiB and dribbles it must hold only what it has sent
+// (2,000 of them held 2 GiB when the claim was trusted). Envoy's exports are
+// a few KiB, so they are read in one allocation all the same.
+const preallocMax = 16 << 10
+
+// readBody reads the whole body, pre-sized by Content-Length up to
+// preallocMax; beyond that the buffer grows with what arrives.
 func readBody(r *http.Request) ([]byte, error) {
 	var buf bytes.Buffer
-	if r.ContentLength > 0 && r.ContentLength < 64<<20 {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, preallocMax)) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(r.Body)
 	return buf.Bytes(), err
