@@ -61,7 +61,7 @@
       var bar = el("div", { "class": "bar" + (fill > 0.8 ? " high" : ""), role: "img",
         "aria-label": "queue " + Math.round(fill * 100) + "% full" }, [el("span")]);
       bar.firstChild.style.width = (fill * 100).toFixed(1) + "%";
-      var attempts = typeof e.attempts === "number" ? num(e.failed_attempts || 0) + " of " + num(e.attempts) : "–";
+      var attempts = e.observer && typeof e.attempts === "number" ? num(e.failed_attempts || 0) + " of " + num(e.attempts) : "–";
       return el("tr", { "data-exporter": id }, [
         el("th", { scope: "row", text: id }),
         el("td", null, [el("div", { "class": cls + " exporter-state", text: state }),
