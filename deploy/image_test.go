@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"debug/elf"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/manifest"
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/ociimage"
 	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 )
 
@@ -24,34 +24,11 @@ type dockerfile struct {
 
 func parseDockerfile(t *testing.T) dockerfile {
 	t.Helper()
-	f, err := os.Open(filepath.Join(repoRoot, "Dockerfile"))
+	stages, err := ociimage.Stages(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var d dockerfile
-	var cur string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasSuffix(line, "\\") {
-			cur += strings.TrimSuffix(line, "\\") + " "
-			continue
-		}
-		inst := cur + line
-		cur = ""
-		if strings.HasPrefix(inst, "FROM ") {
-			d.stages = append(d.stages, nil)
-		}
-		if len(d.stages) == 0 {
-			t.Fatalf("Dockerfile: %q before FROM", inst)
-		}
-		d.stages[len(d.stages)-1] = append(d.stages[len(d.stages)-1], inst)
-	}
-	return d
+	return dockerfile{stages: stages}
 }
 
 var goBuild = regexp.MustCompile(`CGO_ENABLED=0 (?:go|\$\(GO\)) build (.*) -o \S+ \.`)

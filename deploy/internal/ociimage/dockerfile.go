@@ -22,34 +22,14 @@ type Runtime struct {
 // ParseDockerfile reads USER, EXPOSE, ENTRYPOINT and CMD (exec form) from
 // the last stage of the Dockerfile at path.
 func ParseDockerfile(path string) (Runtime, error) {
-	f, err := os.Open(path) //nolint:gosec // the Dockerfile the caller names
+	stages, err := Stages(path)
 	if err != nil {
 		return Runtime{}, err
 	}
-	defer f.Close()
-	var insts []string
-	var cur string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasSuffix(line, "\\") {
-			cur += strings.TrimSuffix(line, "\\") + " "
-			continue
-		}
-		inst := cur + line
-		cur = ""
-		if strings.HasPrefix(inst, "FROM ") {
-			insts = insts[:0] // only the last stage counts
-		}
-		insts = append(insts, inst)
+	if len(stages) == 0 {
+		return Runtime{}, fmt.Errorf("%s: no FROM", path)
 	}
-	err = sc.Err()
-	if err != nil {
-		return Runtime{}, err
-	}
+	insts := stages[len(stages)-1]
 	var rt Runtime
 	for _, inst := range insts {
 		keyword, args, _ := strings.Cut(inst, " ")
@@ -88,4 +68,37 @@ func execForm(keyword, args string) ([]string, error) {
 		return nil, errors.Join(fmt.Errorf("%s %s: want the exec form [\"...\"]", keyword, args), err)
 	}
 	return out, nil
+}
+
+// Stages reads the Dockerfile at path: its instructions by stage, comments
+// and blank lines left out, continuation lines joined.
+func Stages(path string) ([][]string, error) {
+	f, err := os.Open(path) //nolint:gosec // the Dockerfile the caller names
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var stages [][]string
+	var cur string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur += strings.TrimSuffix(line, "\\") + " "
+			continue
+		}
+		inst := cur + line
+		cur = ""
+		if strings.HasPrefix(inst, "FROM ") {
+			stages = append(stages, nil)
+		}
+		if len(stages) == 0 {
+			return nil, fmt.Errorf("%s: %q before FROM", path, inst)
+		}
+		stages[len(stages)-1] = append(stages[len(stages)-1], inst)
+	}
+	return stages, sc.Err()
 }
