@@ -128,6 +128,38 @@ func sendRaw(ctx context.Context, conn *grpc.ClientConn, body []byte) error {
 }
 
 // attack sends body from senders goroutines, rounds times each, and returns
+
+// startHostile starts the shipped collector in front of a harness backend,
+// with a canary: a steady legitimate stream whose spans must all arrive
+// whatever the attack does.
+func startHostile(t *testing.T) (*harness.Backend, *harness.Collector, *loadGen) {
+	t.Helper()
+	backend := harness.StartBackend(t)
+	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
+	canary := startLoad(t, col.GRPCEndpoint, canaryRate, canaryBatch)
+	time.Sleep(time.Second)
+	return backend, col, canary
+}
+
+// checkAnswers: every attack request got want, or Unavailable while the
+// in-flight budget was spent.
+func checkAnswers(t *testing.T, got map[codes.Code]int, want codes.Code) {
+	t.Helper()
+	for code := range got {
+		if code != want && code != codes.Unavailable {
+			t.Errorf("answer %v, want %v (or Unavailable while the in-flight budget is spent)", code, want)
+		}
+	}
+}
+
+// checkRSSBound: the collector's anonymous RSS stayed under hostileRSSBound.
+func checkRSSBound(t *testing.T, peak int) {
+	t.Helper()
+	if peak >= hostileRSSBound {
+		t.Errorf("anonymous RSS peaked at %d MiB, over %d MiB", peak>>20, hostileRSSBound>>20)
+	}
+}
+
 // the answers by code while sampling the collector's peak anonymous RSS.
 func attack(t *testing.T, col *harness.Collector, body []byte, senders, rounds int) (map[codes.Code]int, int) {
 	conn := dialRaw(t, col.GRPCEndpoint)
@@ -240,10 +272,7 @@ func assertUp(t *testing.T, col *harness.Collector) {
 // Row 1: AnyValue nested 460,000 deep in a 4 MB request, 8 senders at once
 // (before: +413 MiB per request, OOM-killed at 8). Row 5: concurrency.
 func TestHostileDeepNesting(t *testing.T) {
-	backend := harness.StartBackend(t)
-	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
-	canary := startLoad(t, col.GRPCEndpoint, canaryRate, canaryBatch)
-	time.Sleep(time.Second)
+	backend, col, canary := startHostile(t)
 
 	body := deepValueRequest(460000, false)
 	if len(body) > receiveLimit {
@@ -251,11 +280,7 @@ func TestHostileDeepNesting(t *testing.T) {
 	}
 	got, peak := attack(t, col, body, 8, int(soakOr(3, 30)))
 	t.Logf("8 senders x %d-byte requests nested 460,000 deep: answers %v, peak RssAnon %d MiB", len(body), got, peak>>20)
-	for code := range got {
-		if code != codes.InvalidArgument && code != codes.Unavailable {
-			t.Errorf("answer %v, want InvalidArgument (or Unavailable while the in-flight budget is spent)", code)
-		}
-	}
+	checkAnswers(t, got, codes.InvalidArgument)
 	if got[codes.InvalidArgument] == 0 {
 		t.Error("no attack request refused as InvalidArgument")
 	}
@@ -278,9 +303,7 @@ func TestHostileDeepNesting(t *testing.T) {
 	}
 	anon, _ := procRSS(col.PID())
 	peak = max(peak, anon)
-	if peak >= hostileRSSBound {
-		t.Errorf("anonymous RSS peaked at %d MiB, over %d MiB", peak>>20, hostileRSSBound>>20)
-	}
+	checkRSSBound(t, peak)
 	assertUp(t, col)
 	if n := guardRefused(t, col, "value_too_deep", "grpc"); n != got[codes.InvalidArgument] {
 		t.Errorf("value_too_deep/grpc counted %d, want %d", n, got[codes.InvalidArgument])
@@ -297,25 +320,16 @@ func TestHostileDeepNesting(t *testing.T) {
 // Row 2: 1,000,000 empty spans in a 2 MB request, 12 senders at once
 // (before: +150 MiB each, OOM-killed at 12).
 func TestHostileManyEmptySpans(t *testing.T) {
-	backend := harness.StartBackend(t)
-	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
-	canary := startLoad(t, col.GRPCEndpoint, canaryRate, canaryBatch)
-	time.Sleep(time.Second)
+	backend, col, canary := startHostile(t)
 
 	body := emptySpansRequest(1000000)
 	got, peak := attack(t, col, body, 12, int(soakOr(2, 20)))
 	t.Logf("12 senders x %d-byte requests of 1,000,000 empty spans: answers %v, peak RssAnon %d MiB", len(body), got, peak>>20)
-	for code := range got {
-		if code != codes.ResourceExhausted && code != codes.Unavailable {
-			t.Errorf("answer %v, want ResourceExhausted (or Unavailable while the in-flight budget is spent)", code)
-		}
-	}
+	checkAnswers(t, got, codes.ResourceExhausted)
 	if got[codes.ResourceExhausted] == 0 {
 		t.Error("no attack request refused as ResourceExhausted")
 	}
-	if peak >= hostileRSSBound {
-		t.Errorf("anonymous RSS peaked at %d MiB, over %d MiB", peak>>20, hostileRSSBound>>20)
-	}
+	checkRSSBound(t, peak)
 	assertUp(t, col)
 	if n := guardRefused(t, col, "too_many_spans", "grpc"); n != got[codes.ResourceExhausted] {
 		t.Errorf("too_many_spans/grpc counted %d, want %d", n, got[codes.ResourceExhausted])
@@ -332,10 +346,7 @@ func TestHostileManyEmptySpans(t *testing.T) {
 // Now it is refused at the door, and the deepest value accepted (32 map
 // levels) is one the backend's decoder accepts: it arrives intact.
 func TestHostileDeepValueCostsNoOtherSpans(t *testing.T) {
-	backend := harness.StartBackend(t)
-	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
-	canary := startLoad(t, col.GRPCEndpoint, canaryRate, canaryBatch)
-	time.Sleep(time.Second)
+	backend, col, canary := startHostile(t)
 	conn := dialRaw(t, col.GRPCEndpoint)
 	deep := deepValueRequest(20000, true)
 	for range 5 {
@@ -509,18 +520,11 @@ func emptyAttrsRequest(n int) []byte {
 // about 290 MiB per request before the item limit, and 8 at once to 2.2 GiB.
 // Now refused at the door.
 func TestHostileEmptyAttributes(t *testing.T) {
-	backend := harness.StartBackend(t)
-	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
-	canary := startLoad(t, col.GRPCEndpoint, canaryRate, canaryBatch)
-	time.Sleep(time.Second)
+	backend, col, canary := startHostile(t)
 	body := emptyAttrsRequest(2000000)
 	got, peak := attack(t, col, body, 8, int(soakOr(2, 20)))
 	t.Logf("8 senders x %d-byte requests of 2,000,000 empty attributes: answers %v, peak RssAnon %d MiB", len(body), got, peak>>20)
-	for code := range got {
-		if code != codes.ResourceExhausted && code != codes.Unavailable {
-			t.Errorf("answer %v, want ResourceExhausted (or Unavailable while the in-flight budget is spent)", code)
-		}
-	}
+	checkAnswers(t, got, codes.ResourceExhausted)
 	if n := guardRefused(t, col, "too_many_items", "grpc"); n == 0 || n != got[codes.ResourceExhausted] {
 		t.Errorf("too_many_items/grpc counted %d, want %d", n, got[codes.ResourceExhausted])
 	}
@@ -536,9 +540,7 @@ func TestHostileEmptyAttributes(t *testing.T) {
 		t.Errorf("too_many_items/http counted %d, want %d", n, httpGot[http.StatusRequestEntityTooLarge])
 	}
 	peak = max(peak, httpPeak)
-	if peak >= hostileRSSBound {
-		t.Errorf("anonymous RSS peaked at %d MiB, over %d MiB", peak>>20, hostileRSSBound>>20)
-	}
+	checkRSSBound(t, peak)
 	assertUp(t, col)
 	checkCanary(t, canary, backend)
 }
@@ -601,9 +603,7 @@ func TestHostileWorstCaseWithinLimits(t *testing.T) {
 	if n := guardRefused(t, col, "in_flight_limit", "grpc"); n != got[codes.Unavailable] {
 		t.Errorf("in_flight_limit/grpc counted %d, want %d", n, got[codes.Unavailable])
 	}
-	if peak >= hostileRSSBound {
-		t.Errorf("anonymous RSS peaked at %d MiB, over %d MiB", peak>>20, hostileRSSBound>>20)
-	}
+	checkRSSBound(t, peak)
 	assertUp(t, col)
 	checkCanary(t, canary, backend)
 }
