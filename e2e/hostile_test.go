@@ -180,17 +180,7 @@ func attack(t *testing.T, col *harness.Collector, body []byte, senders, rounds i
 		})
 	}
 	go func() { wg.Wait(); close(done) }()
-	peak := 0
-	for {
-		anon, _ := procRSS(col.PID())
-		peak = max(peak, anon)
-		select {
-		case <-done:
-			anon, _ := procRSS(col.PID())
-			return got, max(peak, anon)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return got, peakRSSUntil(col, done)
 }
 
 // attackHTTP is attack over OTLP/HTTP (protobuf): answers by HTTP status.
@@ -216,13 +206,20 @@ func attackHTTP(col *harness.Collector, body []byte, senders, rounds int) (map[i
 		})
 	}
 	go func() { wg.Wait(); close(done) }()
+	return got, peakRSSUntil(col, done)
+}
+
+// peakRSSUntil samples the collector's anonymous RSS every 20 ms until done
+// is closed, and once more then, and returns the highest.
+func peakRSSUntil(col *harness.Collector, done <-chan struct{}) int {
 	peak := 0
 	for {
 		anon, _ := procRSS(col.PID())
 		peak = max(peak, anon)
 		select {
 		case <-done:
-			return got, peak
+			anon, _ := procRSS(col.PID())
+			return max(peak, anon)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
