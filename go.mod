@@ -11,6 +11,7 @@ require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest v0.165.1
 	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
+	github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.71.0
 	go.opentelemetry.io/collector/confmap v1.71.0
@@ -227,3 +228,5 @@ replace github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0
 replace github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0 => ./extension/healthcheckextension
 
 replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0 => ./extension/backendauthextension
+
+replace github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0 => ./processor/groupcommitprocessor

@@ -8,6 +8,7 @@ require (
 	github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.165.1
 	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
+	github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.71.0
 	go.opentelemetry.io/collector/confmap v1.71.0
@@ -220,3 +221,5 @@ replace github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0
 replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0 => ../extension/backendauthextension
 
 replace github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0 => ../processor/istiospanprocessor
+
+replace github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0 => ../processor/groupcommitprocessor
