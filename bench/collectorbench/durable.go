@@ -3,7 +3,6 @@ package collectorbench
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -135,7 +134,6 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 			return nil, nil, err
 		}
 		defer c.Stop()
-		defer os.RemoveAll(dir + "/" + name + "-queue")
 		targets[v] = target{c, s}
 	}
 	phase := func(v string, rate float64, d time.Duration) (DurableRow, LoadResult, error) {
