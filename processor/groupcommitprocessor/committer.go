@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -35,9 +36,15 @@ type committer struct {
 	tb       *metadata.TelemetryBuilder
 	sizer    ptrace.ProtoMarshaler
 
+	maxWait  time.Duration
+
 	mu      sync.Mutex
 	writing bool     // a call to next is in flight
 	groups  []*group // waiting groups, oldest first; never empty groups
+	// lastEnd and lastTook describe the latest write: when it returned and
+	// how long it took.
+	lastEnd  time.Time
+	lastTook time.Duration
 }
 
 type group struct {
@@ -74,7 +81,7 @@ type request struct {
 }
 
 func newCommitter(cfg *Config, next consumer.Traces, tb *metadata.TelemetryBuilder) *committer {
-	return &committer{next: next, maxSpans: cfg.MaxSpans, maxBytes: cfg.MaxBytes, tb: tb}
+	return &committer{next: next, maxSpans: cfg.MaxSpans, maxBytes: cfg.MaxBytes, maxWait: cfg.MaxWait, tb: tb}
 }
 
 // Capabilities: the resources of waiting requests are moved into the
@@ -90,6 +97,9 @@ func (c *committer) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	c.mu.Lock()
 	if !c.writing {
 		c.writing = true
+		if wait := c.gatherTime(); wait > 0 {
+			return c.gather(r, wait) // unlocks
+		}
 		c.mu.Unlock()
 		return c.writeAlone(r)
 	}
@@ -109,6 +119,36 @@ func (c *committer) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 	}
 	c.join(r)
 	c.mu.Unlock()
+	return c.wait(r)
+}
+
+// gatherTime is how long a request that finds no write in flight waits for
+// company, with c.mu held. Under load (the previous write returned less than
+// one write's duration ago), a write on its own would cost a whole queue
+// item's disk and CPU work for one request, while the next requests are
+// about to arrive: it waits for as long as the previous write took (at most
+// max_wait), which is no longer than a request arriving during a write
+// waits anyway. At low load, or with max_wait 0, it does not wait.
+func (c *committer) gatherTime() time.Duration {
+	wait := min(c.lastTook, c.maxWait)
+	if wait <= 0 || time.Since(c.lastEnd) >= wait {
+		return 0
+	}
+	return wait
+}
+
+// gather makes r the leader of a new group, lets the group fill for wait,
+// then writes it. Called with c.mu held and c.writing set; unlocks.
+func (c *committer) gather(r *request, wait time.Duration) error {
+	r.wake = make(chan struct{}, 1)
+	g := &group{}
+	c.groups = append(c.groups, g)
+	c.add(g, r)
+	c.mu.Unlock()
+	// Not cut short by r's context: the group may have other members by now,
+	// and r's own cancellation is handled in wait like any member's.
+	time.Sleep(wait)
+	c.handOff() // g is the oldest group: r becomes its leader
 	return c.wait(r)
 }
 
@@ -203,7 +243,12 @@ func (c *committer) lead(r *request) error {
 }
 
 func (c *committer) write(ctx context.Context, td ptrace.Traces, requests, spans int, merged bool) error {
+	start := time.Now()
 	err := c.next.ConsumeTraces(ctx, td)
+	end := time.Now()
+	c.mu.Lock()
+	c.lastEnd, c.lastTook = end, end.Sub(start)
+	c.mu.Unlock()
 	c.tb.ProcessorGroupCommitWrites.Add(ctx, 1, metric.WithAttributeSet(mergedAttrs[merged]))
 	c.tb.ProcessorGroupCommitRequestsPerWrite.Record(ctx, int64(requests))
 	c.tb.ProcessorGroupCommitSpansPerWrite.Record(ctx, int64(spans))

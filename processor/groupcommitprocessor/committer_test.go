@@ -159,6 +159,46 @@ func TestRequestsArrivingDuringAWriteShareTheNext(t *testing.T) {
 	assertHistogram(t, tel, "otelcol_processor_group_commit_spans_per_write", 2, 30)
 }
 
+// Under load (the previous write returned less than one write's duration
+// ago) a request that finds no write in flight waits up to that duration for
+// company instead of costing a queue write of its own.
+func TestUnderLoadALoneRequestGathersCompany(t *testing.T) {
+	g := newGate()
+	c, _ := newTestCommitter(t, &Config{MaxSpans: 1000, MaxWait: time.Hour}, g)
+	first := startWrite(t, c, g)
+	time.Sleep(time.Second) // the first write takes 1 s: the gathering window
+	g.release <- nil
+	require.NoError(t, <-first)
+
+	a := async(context.Background(), c, export("a", 5)) // no write in flight: gathers
+	waitFor(t, func() bool { return c.waiting() == 1 })
+	b := async(context.Background(), c, export("b", 5))
+	<-g.entered
+	assert.Equal(t, []string{"a", "b"}, requestIDs(g.call(1)), "one write for both")
+	g.release <- nil
+	require.NoError(t, <-a)
+	require.NoError(t, <-b)
+}
+
+// At low load (longer since the last write than a write takes) a request
+// is written at once, on the lone path, even with a large max_wait.
+func TestAtLowLoadNoWait(t *testing.T) {
+	g := newGate()
+	c, tel := newTestCommitter(t, &Config{MaxSpans: 1000, MaxWait: time.Hour}, g)
+	first := startWrite(t, c, g)
+	time.Sleep(100 * time.Millisecond) // the write takes 100 ms
+	g.release <- nil
+	require.NoError(t, <-first)
+	time.Sleep(300 * time.Millisecond) // idle for longer than a write takes
+
+	second := async(context.Background(), c, export("second", 5))
+	<-g.entered
+	g.release <- nil
+	require.NoError(t, <-second)
+	// Both on the lone path (merged=false); a gathered write counts as merged.
+	assertSum(t, tel, "otelcol_processor_group_commit_writes", map[bool]int64{false: 2})
+}
+
 func TestWriteErrorReachesEverySenderOfTheGroup(t *testing.T) {
 	g := newGate()
 	c, _ := newTestCommitter(t, &Config{MaxSpans: 1000}, g)

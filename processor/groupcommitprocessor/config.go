@@ -3,6 +3,7 @@ package groupcommitprocessor // import "github.com/otelcol-istio/otelcol-istio/p
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Config bounds the groups of requests merged into one write.
@@ -15,6 +16,10 @@ type Config struct {
 	// with the same rule as MaxSpans. 0 means no byte bound (and no sizing
 	// cost per waiting request).
 	MaxBytes int `mapstructure:"max_bytes"`
+	// MaxWait bounds how long a request that finds no write in flight waits
+	// for other requests to share its write, under load only (see
+	// committer.gatherTime). 0: never wait, write at once.
+	MaxWait time.Duration `mapstructure:"max_wait"`
 
 	// Prevents unkeyed literals.
 	_ struct{}
@@ -23,6 +28,7 @@ type Config struct {
 var (
 	errMaxSpans = errors.New("max_spans must be at least 1")
 	errMaxBytes = errors.New("max_bytes must be 0 (no bound) or positive")
+	errMaxWait  = errors.New("max_wait must be 0 (never wait) or positive")
 )
 
 // Validate checks the bounds.
@@ -33,6 +39,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("%w, got %d", errMaxBytes, c.MaxBytes))
+	}
+	if c.MaxWait < 0 {
+		errs = append(errs, fmt.Errorf("%w, got %s", errMaxWait, c.MaxWait))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package groupcommitprocessor
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,9 +22,9 @@ func TestLoadConfig(t *testing.T) {
 		want    *Config
 		wantErr []error
 	}{
-		{name: "", want: &Config{MaxSpans: 4096, MaxBytes: 4 << 20}},
-		{name: "bounded", want: &Config{MaxSpans: 512, MaxBytes: 0}},
-		{name: "invalid", wantErr: []error{errMaxSpans, errMaxBytes}},
+		{name: "", want: &Config{MaxSpans: 4096, MaxBytes: 4 << 20, MaxWait: 10 * time.Millisecond}},
+		{name: "bounded", want: &Config{MaxSpans: 512, MaxBytes: 0, MaxWait: 0}},
+		{name: "invalid", wantErr: []error{errMaxSpans, errMaxBytes, errMaxWait}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ package groupcommitprocessor // import "github.com/otelcol-istio/otelcol-istio/p
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
@@ -27,6 +28,9 @@ const (
 	// defaultMaxBytes matches the shipped receivers' 4 MiB request limit: a
 	// merged write is never larger than the largest request we accept.
 	defaultMaxBytes = 4 << 20
+	// defaultMaxWait caps the under-load wait for company (it is at most one
+	// write's duration anyway): a few fsyncs on slow disks.
+	defaultMaxWait = 10 * time.Millisecond
 )
 
 // NewFactory returns the group_commit processor factory.
@@ -39,7 +43,7 @@ func NewFactory() processor.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{MaxSpans: defaultMaxSpans, MaxBytes: defaultMaxBytes}
+	return &Config{MaxSpans: defaultMaxSpans, MaxBytes: defaultMaxBytes, MaxWait: defaultMaxWait}
 }
 
 func createTraces(
