@@ -110,6 +110,19 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 	cpus := o.CollectorCPUs
 	if dc.cores > 1 {
 		cpus = cpuList(dc.cores)
+		if o.CollectorCPUs != "" && dc.cores >= runtime.NumCPU() {
+			// No CPU is left for the senders and the sink: rather than
+			// squeeze them onto the CPUs the 1-core phases kept free,
+			// let them float over all, as the collector's threads do.
+			if err := unpinSelf(); err != nil {
+				logf("could not unpin the benchmark: %v", err)
+			}
+			defer func() {
+				if err := pinSelfAwayFrom(o.CollectorCPUs); err != nil {
+					logf("could not move the benchmark off CPU %s again: %v", o.CollectorCPUs, err)
+				}
+			}()
+		}
 	}
 	type target struct {
 		col  *Collector

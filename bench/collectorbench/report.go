@@ -180,8 +180,8 @@ func (r *Report) writeDurable(w io.Writer) {
 	if o.CollectorCPUs == "" {
 		pin = "not pinned"
 	}
-	fmt.Fprintf(w, "\n1 core: GOMAXPROCS=1, %s. 2 cores: GOMAXPROCS=2, taskset -c %s; on a 2-CPU machine the senders and\n"+
-		"the sink share those CPUs with the collector, so that row is a lower bound. Requests of more than one Envoy export\n"+
+	fmt.Fprintf(w, "\n1 core: GOMAXPROCS=1, %s. 2 cores: GOMAXPROCS=2, taskset -c %s; when that is every CPU of the machine,\n"+
+		"the senders and the sink float over the same CPUs as the collector, so that row is a lower bound. Requests of more than one Envoy export\n"+
 		"are several proxies' exports in one request (one resource each), as a batching agent in front would send them.\n",
 		pin, cpuList(2))
 	if len(r.DurableLatency) > 0 {

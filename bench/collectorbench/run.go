@@ -396,13 +396,26 @@ func pinSelfAwayFrom(cpus string) error {
 	if set.Count() == 0 {
 		return fmt.Errorf("no CPU left besides %s", cpus)
 	}
+	return pinSelf(&set)
+}
+
+// unpinSelf lets every thread of this process run on every CPU again.
+func unpinSelf() error {
+	var set unix.CPUSet
+	for i := range runtime.NumCPU() {
+		set.Set(i)
+	}
+	return pinSelf(&set)
+}
+
+func pinSelf(set *unix.CPUSet) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
 	}
 	for _, t := range tasks {
 		tid, _ := strconv.Atoi(t.Name())
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+		if err := unix.SchedSetaffinity(tid, set); err != nil {
 			return err
 		}
 	}
