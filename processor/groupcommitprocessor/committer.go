@@ -142,6 +142,11 @@ func (c *committer) gatherTime() time.Duration {
 // then writes it. Called with c.mu held and c.writing set; unlocks.
 func (c *committer) gather(r *request, wait time.Duration) error {
 	r.wake = make(chan struct{}, 1)
+	if c.maxBytes > 0 {
+		// Sized under the lock, so that no request joins before the group's
+		// byte count includes its leader; the others wait for a write anyway.
+		r.bytes = c.sizer.TracesSize(r.td)
+	}
 	g := &group{}
 	c.groups = append(c.groups, g)
 	c.add(g, r)

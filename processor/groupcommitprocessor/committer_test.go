@@ -180,6 +180,29 @@ func TestUnderLoadALoneRequestGathersCompany(t *testing.T) {
 	require.NoError(t, <-b)
 }
 
+// The gathering leader's own size counts against max_bytes.
+func TestGatheredGroupIsBoundedInBytes(t *testing.T) {
+	g := newGate()
+	one := new(ptrace.ProtoMarshaler).TracesSize(export("a", 5))
+	c, _ := newTestCommitter(t, &Config{MaxSpans: 1000, MaxBytes: one + one/2, MaxWait: time.Hour}, g)
+	first := startWrite(t, c, g)
+	time.Sleep(time.Second)
+	g.release <- nil
+	require.NoError(t, <-first)
+
+	a := async(context.Background(), c, export("a", 5)) // gathers
+	waitFor(t, func() bool { return c.waiting() == 1 })
+	b := async(context.Background(), c, export("b", 5)) // does not fit beside a
+	<-g.entered
+	assert.Equal(t, []string{"a"}, requestIDs(g.call(1)))
+	g.release <- nil
+	<-g.entered
+	assert.Equal(t, []string{"b"}, requestIDs(g.call(2)))
+	g.release <- nil
+	require.NoError(t, <-a)
+	require.NoError(t, <-b)
+}
+
 // At low load (longer since the last write than a write takes) a request
 // is written at once, on the lone path, even with a large max_wait.
 func TestAtLowLoadNoWait(t *testing.T) {
