@@ -444,8 +444,9 @@ func BenchmarkAlone(b *testing.B) {
 	}
 }
 
-// BenchmarkConcurrent: 64 senders into a next consumer that takes 1 ms per
-// call, like an fsync'd queue write; requests/write shows the grouping.
+// BenchmarkConcurrent: 64 senders per CPU into a next consumer that takes
+// 1 ms per call, like an fsync'd queue write; requests/write shows the
+// grouping.
 func BenchmarkConcurrent(b *testing.B) {
 	var calls atomic.Int64
 	next, _ := consumer.NewTraces(func(context.Context, ptrace.Traces) error {
