@@ -7,6 +7,7 @@ import (
 	backendauthextension "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension"
 	healthcheckextension "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension"
 	otlpguardextension "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension"
+	groupcommitprocessor "github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor"
 	istiospanprocessor "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
@@ -88,6 +89,7 @@ func components() (otelcol.Factories, error) {
 		batchprocessor.NewFactory(),
 		memorylimiterprocessor.NewFactory(),
 		istiospanprocessor.NewFactory(),
+		groupcommitprocessor.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
@@ -96,6 +98,7 @@ func components() (otelcol.Factories, error) {
 		batchprocessor.NewFactory().Type():         "go.opentelemetry.io/collector/processor/batchprocessor v0.165.0",
 		memorylimiterprocessor.NewFactory().Type(): "go.opentelemetry.io/collector/processor/memorylimiterprocessor v0.165.0",
 		istiospanprocessor.NewFactory().Type():     "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0",
+		groupcommitprocessor.NewFactory().Type():   "github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0",
 	})
 
 	factories.Connectors, err = otelcol.MakeFactoryMap[connector.Factory]()

@@ -83,7 +83,7 @@ func (l *loadGen) run(interval time.Duration) {
 	for range 4 {
 		wg.Go(func() {
 			for range ticks {
-				l.sendOne()
+				_ = l.sendOne()
 			}
 		})
 	}
@@ -104,7 +104,9 @@ func (l *loadGen) run(interval time.Duration) {
 	}
 }
 
-func (l *loadGen) sendOne() {
+// sendOne sends one request of l.batch new spans and records the answer,
+// which it returns.
+func (l *loadGen) sendOne() error {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "loadgen")
@@ -141,6 +143,7 @@ func (l *loadGen) sendOne() {
 	if err != nil {
 		l.codes[status.Code(err)]++
 	}
+	return err
 }
 
 func (l *loadGen) traceID(seq uint32) pcommon.TraceID {

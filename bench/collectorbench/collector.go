@@ -20,7 +20,7 @@ import (
 type Pipeline string
 
 const (
-	// Full is our pipeline: memory_limiter, istio_span.
+	// Full is our pipeline: memory_limiter, istio_span, group_commit.
 	Full Pipeline = "full"
 	// Baseline is the same without istio_span.
 	Baseline Pipeline = "baseline"
@@ -28,7 +28,7 @@ const (
 
 // configTemplate is the collector under test, shaped like the shipped
 // distribution/config.yaml: the OTLP receiver,
-// memory_limiter, istio_span (baseline: without it), and the otlp_grpc
+// memory_limiter, istio_span (baseline: without it), group_commit, and the otlp_grpc
 // exporter with gzip and batching in its sending queue, to the sink. Left
 // out: the backend auth extension (the sink needs none) and, unless
 // Queue is "file", the persistent file_storage queue. Internal metrics are
@@ -59,6 +59,7 @@ processors:
     service_name:
       format: CANONICAL_NAME_AND_NAMESPACE
       semconv_attributes: true
+  group_commit:
 exporters:
   otlp_grpc:
     endpoint: %[4]s
@@ -118,6 +119,11 @@ type CollectorOptions struct {
 	Queue string
 	// Compression is the exporter's: gzip (shipped), zstd, snappy or none.
 	Compression string
+	// NoGroupCommit leaves group_commit out of the pipeline (to show what it
+	// does for the persistent queue).
+	NoGroupCommit bool
+	// Name names the config and queue directory in Dir (default: the pipeline).
+	Name string
 }
 
 // StartCollector starts the binary with the pipeline on free ports and waits
@@ -131,16 +137,23 @@ func StartCollector(ctx context.Context, p Pipeline, o CollectorOptions) (*Colle
 		}
 		ports[i] = addr
 	}
-	procs := "memory_limiter, istio_span"
+	procs := "memory_limiter, istio_span, group_commit"
 	if p == Baseline {
-		procs = "memory_limiter"
+		procs = "memory_limiter, group_commit"
+	}
+	if o.NoGroupCommit {
+		procs = strings.TrimSuffix(procs, ", group_commit")
+	}
+	name := o.Name
+	if name == "" {
+		name = string(p)
 	}
 	storage := "# in-memory queue"
 	if o.Queue == "file" {
 		storage = "storage: file_storage/queue"
 	}
-	queueDir := filepath.Join(o.Dir, string(p)+"-queue")
-	cfg := filepath.Join(o.Dir, string(p)+".yaml")
+	queueDir := filepath.Join(o.Dir, name+"-queue")
+	cfg := filepath.Join(o.Dir, name+".yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], o.SinkAddr, procs, queueDir, storage, o.Compression), 0o600); err != nil {
 		return nil, err
 	}

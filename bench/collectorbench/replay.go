@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -75,6 +77,50 @@ func Pool(spans int, seed uint64) ([]Request, error) {
 	return out, nil
 }
 
+// SizedPool is Pool with perRequest spans or more in each request: that many
+// proxy exports merged into one request, each keeping its own resource, as an
+// agent or a gateway that batches in front of the collector would send them.
+// perRequest <= 6 is Pool itself (one proxy export of about 5 spans).
+func SizedPool(spans, perRequest int, seed uint64) ([]Request, error) {
+	if perRequest <= 6 {
+		return Pool(spans, seed)
+	}
+	var all []meshsim.Flush
+	for i, m := range workload.Mix {
+		fs, err := workload.Flushes(m.Kind, int(float64(spans)*m.Share)+1, seed+uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, fs...)
+	}
+	x := seed | 1
+	for i := len(all) - 1; i > 0; i-- { // interleave the kinds
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		j := int(x % uint64(i+1))
+		all[i], all[j] = all[j], all[i]
+	}
+	var out []Request
+	td := ptrace.NewTraces()
+	for _, f := range all {
+		f.Traces.ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
+		if td.SpanCount() < perRequest {
+			continue
+		}
+		body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Request{Body: body, Spans: td.SpanCount()})
+		td = ptrace.NewTraces()
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("pool of %d spans has no request of %d spans", spans, perRequest)
+	}
+	return out, nil
+}
+
 func shuffle(rs []Request, seed uint64) {
 	x := seed | 1
 	for i := len(rs) - 1; i > 0; i-- {
@@ -94,6 +140,16 @@ type LoadResult struct {
 	Accepted int64 // spans in requests the collector accepted
 	Refused  int64 // spans in requests it answered with an error
 	Errors   []string
+	// Latencies are the answer times of accepted requests, sorted.
+	Latencies []time.Duration
+}
+
+// Latency is the q-quantile (0..1) of the accepted requests' answer times.
+func (r LoadResult) Latency(q float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	return r.Latencies[min(int(q*float64(len(r.Latencies))), len(r.Latencies)-1)]
 }
 
 // Achieved is the accepted rate in spans/s.
@@ -219,6 +275,7 @@ func (r *Replayer) Load(ctx context.Context, rate float64, d time.Duration) Load
 	interval := time.Duration(float64(time.Second) * avg / rate) // between requests, all workers together
 	start := time.Now()
 	end := start.Add(d)
+	lats := make([][]time.Duration, r.workers)
 	for w := range r.workers {
 		wg.Add(1)
 		go func() {
@@ -235,6 +292,7 @@ func (r *Replayer) Load(ctx context.Context, rate float64, d time.Duration) Load
 				k := int(i) % len(r.pool)
 				q := r.pool[k]
 				sent.Add(int64(q.Spans))
+				t0 := time.Now()
 				if err := r.send(ctx, w, k); err != nil {
 					refused.Add(int64(q.Spans))
 					errMu.Lock()
@@ -244,12 +302,17 @@ func (r *Replayer) Load(ctx context.Context, rate float64, d time.Duration) Load
 					errMu.Unlock()
 					continue
 				}
+				lats[w] = append(lats[w], time.Since(t0))
 				accepted.Add(int64(q.Spans))
 			}
 		}()
 	}
 	wg.Wait()
 	res.Duration = max(time.Since(start), d)
+	for _, l := range lats {
+		res.Latencies = append(res.Latencies, l...)
+	}
+	slices.Sort(res.Latencies)
 	res.Sent, res.Accepted, res.Refused = sent.Load(), accepted.Load(), refused.Load()
 	return res
 }

@@ -90,6 +90,20 @@ func (r *Report) Write(w io.Writer, micro string) {
 		fmt.Fprintf(w, "## istio_span micro benchmarks (go test -bench)\n\n%s\n", microTable(micro))
 	}
 
+	if o.Runs("compare") {
+		r.writeComparisons(w)
+	}
+	if o.Runs("steps") {
+		r.writeSteps(w)
+	}
+	if o.Runs("durable") {
+		r.writeDurable(w)
+	}
+	fmt.Fprintf(w, "\nTook %s. Figures from a shared machine are noisy: see bench/README.md.\n", r.Finished.Sub(r.Started).Round(time.Second))
+}
+
+func (r *Report) writeComparisons(w io.Writer) {
+	o := r.Options
 	fmt.Fprintf(w, "## Full pipeline (a) vs without istio_span (b), %d rounds of %s each, interleaved\n\n", o.Rounds, o.PhaseDuration)
 	fmt.Fprintf(w, "| protocol | load | (a) CPU s / M spans | (b) CPU s / M spans | ratio (a)/(b) | per-round ratios | target ≤1.03 | (a) peak RSS | (b) peak RSS | refused | lost (a/b) |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -103,6 +117,10 @@ func (r *Report) Write(w io.Writer, micro string) {
 			verdict(c.Ratio() <= 1.03), mib(c.FullRSS), mib(c.BaseRSS), c.Refused, c.FullLost, c.BaseLost)
 	}
 	fmt.Fprintf(w, "\nThe per-round ratios show the noise: a difference smaller than their spread is not measured.\n")
+}
+
+func (r *Report) writeSteps(w io.Writer) {
+	o := r.Options
 
 	fmt.Fprintf(w, "\n## Highest sustained rate, full pipeline, one collector core (steps of %s)\n\n", o.StepDuration)
 	fmt.Fprintf(w, "| protocol | target spans/s | achieved | refused | lost | collector CPU | CPU s / M spans | spans/s per CPU-second | peak RSS | sustained |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -125,7 +143,65 @@ func (r *Report) Write(w io.Writer, micro string) {
 		}
 		fmt.Fprintf(w, "| %s | %.0f spans/s | %s | %s | %s |\n", proto, best, verdict(best >= 50000), mib(rss), verdict(rss > 0 && rss <= 200<<20))
 	}
-	fmt.Fprintf(w, "\nTook %s. Figures from a shared machine are noisy: see bench/README.md.\n", r.Finished.Sub(r.Started).Round(time.Second))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// writeDurable is the in-memory vs persistent queue table: the same full
+// pipeline (with group_commit), senders as fast as they are answered.
+func (r *Report) writeDurable(w io.Writer) {
+	o := r.Options
+	fmt.Fprintf(w, "\n## Durable: in-memory vs persistent queue (file_storage, fsync), full pipeline with group_commit\n\n")
+	fmt.Fprintf(w, "%d gRPC senders, each sending its next request as soon as the last is answered, for %s per phase; the\n"+
+		"queue variants alternate (%d rounds at the first row's size and cores, 1 elsewhere). *spans/s* is from the first send\n"+
+		"to the last delivery at the sink; an OK from the persistent queue means the spans were on disk (fsync).\n\n",
+		o.Workers, o.DurablePhase, o.DurableRounds)
+	fmt.Fprintf(w, "| cores | spans / request | queue | spans/s | ratio to memory | target | accepted spans/s | CPU s / M spans | answer p50 / p99 | peak RSS | refused | lost |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	memRate := map[[2]int]float64{}
+	for _, d := range r.Durable {
+		if d.Queue == QueueMemory {
+			memRate[[2]int{d.Cores, int(d.SpansPerRequest + 0.5)}] = d.Rate()
+		}
+	}
+	for _, d := range r.Durable {
+		ratio, target := "", ""
+		if m := memRate[[2]int{d.Cores, int(d.SpansPerRequest + 0.5)}]; m > 0 && d.Queue != QueueMemory {
+			ratio = fmt.Sprintf("%.2f", d.Rate()/m)
+			if d.Queue == QueueFile && d.Cores == 1 && d.SpansPerRequest < 10 {
+				target = "≥30000 spans/s and ≥0.8: " + verdict(d.Rate() >= 30000 && d.Rate() >= 0.8*m)
+			}
+		}
+		fmt.Fprintf(w, "| %d | %.1f | %s | %.0f | %s | %s | %.0f | %.2f | %s / %s | %s | %d | %d |\n", d.Cores, d.SpansPerRequest, d.Queue,
+			d.Rate(), ratio, target, d.AcceptedRate(), PerMillion(d.CPU, d.Received), ms(d.Latency(0.5)), ms(d.Latency(0.99)),
+			mib(d.PeakRSS), d.Refused, d.Lost())
+	}
+	pin := "taskset -c " + o.CollectorCPUs
+	if o.CollectorCPUs == "" {
+		pin = "not pinned"
+	}
+	fmt.Fprintf(w, "\n1 core: GOMAXPROCS=1, %s. 2 cores: GOMAXPROCS=2, taskset -c %s; when that is every CPU of the machine,\n"+
+		"the senders and the sink float over the same CPUs as the collector, so that row is a lower bound. Requests of more than one Envoy export\n"+
+		"are several proxies' exports in one request (one resource each), as a batching agent in front would send them.\n",
+		pin, cpuList(2))
+	if len(r.DurableLatency) > 0 {
+		fmt.Fprintf(w, "\nAnswer times at a fixed %.0f spans/s (first row's size and cores): what the persistent queue adds per request.\n\n",
+			r.DurableLatency[0].Rate)
+		fmt.Fprintf(w, "| queue | achieved spans/s | p50 | p99 | added p50 / p99 vs memory |\n|---|---|---|---|---|\n")
+		var mem LatencyRow
+		for _, l := range r.DurableLatency {
+			if l.Queue == QueueMemory {
+				mem = l
+			}
+		}
+		for _, l := range r.DurableLatency {
+			added := ""
+			if l.Queue != QueueMemory {
+				added = ms(l.P50-mem.P50) + " / " + ms(l.P99-mem.P99)
+			}
+			fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s |\n", l.Queue, l.Achieved, ms(l.P50), ms(l.P99), added)
+		}
+	}
 }
 
 // microTable turns `go test -bench` lines into a table of the per-span

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,8 +45,25 @@ type Options struct {
 	Compression string
 	// Ceiling measures the replayer against the sink alone first.
 	Ceiling bool
-	Log     io.Writer
+	// Sections to run, of "compare" (full vs baseline), "steps" (highest
+	// sustained rate) and "durable" (in-memory vs persistent queue).
+	Sections []string
+	// The durable section: senders send as fast as they are answered, for
+	// DurablePhase, alternating the queue variants DurableRounds times at
+	// the first of DurableCores and DurableSizes (spans per request), once
+	// at the other sizes and core counts; then answer times at
+	// DurableLatencyRate spans/s. DurableDrain bounds the wait for delivery.
+	DurableCores       []int
+	DurableSizes       []int
+	DurablePhase       time.Duration
+	DurableRounds      int
+	DurableLatencyRate float64
+	DurableDrain       time.Duration
+	Log                io.Writer
 }
+
+// Runs says whether a section is to run.
+func (o Options) Runs(section string) bool { return slices.Contains(o.Sections, section) }
 
 // DefaultOptions is what `make bench` runs: about five minutes.
 func DefaultOptions() Options {
@@ -68,7 +86,16 @@ func DefaultOptions() Options {
 		GOMAXPROCS:    1,
 		CollectorCPUs: cpus,
 		Ceiling:       true,
-		Log:           os.Stderr,
+		Sections:      []string{"compare", "steps", "durable"},
+		DurableCores:  []int{1, 2},
+		DurableSizes:  []int{5, 50, 512},
+		DurablePhase:  6 * time.Second,
+		DurableRounds: 2,
+		// Well under the persistent queue's rate, so the answer times are
+		// the queue's, not a backlog's.
+		DurableLatencyRate: 10000,
+		DurableDrain:       30 * time.Second,
+		Log:                os.Stderr,
 	}
 }
 
@@ -130,6 +157,8 @@ type Report struct {
 	Comparisons       []Comparison
 	Steps             []Phase
 	MaxSustained      map[string]float64 // protocol -> spans/s
+	Durable           []DurableRow
+	DurableLatency    []LatencyRow
 	PoolRequests      int
 	PoolSpansPerReq   float64
 }
@@ -152,6 +181,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	setDefault(&o.PoolSpans, d.PoolSpans)
 	setDefault(&o.Queue, d.Queue)
 	setDefault(&o.Compression, d.Compression)
+	if len(o.Sections) == 0 {
+		o.Sections = d.Sections
+	}
+	if len(o.DurableCores) == 0 {
+		o.DurableCores = d.DurableCores
+	}
+	if len(o.DurableSizes) == 0 {
+		o.DurableSizes = d.DurableSizes
+	}
+	setDefault(&o.DurablePhase, d.DurablePhase)
+	setDefault(&o.DurableRounds, d.DurableRounds)
+	setDefault(&o.DurableLatencyRate, d.DurableLatencyRate)
+	setDefault(&o.DurableDrain, d.DurableDrain)
 	rep := &Report{Started: time.Now(), Options: o, MaxSustained: map[string]float64{}}
 	rep.Machine = ReadMachine()
 	logf := func(format string, a ...any) { fmt.Fprintf(o.Log, "collectorbench: "+format+"\n", a...) }
@@ -161,9 +203,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			logf("could not move the benchmark off CPU %s: %v", o.CollectorCPUs, err)
 		}
 	}
-	pool, err := Pool(o.PoolSpans, 1)
-	if err != nil {
-		return nil, err
+	pool, poolErr := Pool(o.PoolSpans, 1)
+	if poolErr != nil {
+		return nil, poolErr
 	}
 	total := 0
 	for _, q := range pool {
@@ -172,9 +214,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep.PoolRequests, rep.PoolSpansPerReq = len(pool), float64(total)/float64(len(pool))
 	logf("pool: %d pre-encoded exports, %.1f spans each", len(pool), rep.PoolSpansPerReq)
 
-	dir, err := os.MkdirTemp("", "collectorbench")
-	if err != nil {
-		return nil, err
+	dir, dirErr := os.MkdirTemp("", "collectorbench")
+	if dirErr != nil {
+		return nil, dirErr
 	}
 	defer os.RemoveAll(dir)
 	sinks := map[Pipeline]*Sink{}
@@ -242,6 +284,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	for _, proto := range o.Protocols {
+		if !o.Runs("compare") {
+			break
+		}
 		cmp := Comparison{Protocol: proto, Rate: o.CompareRate}
 		for round := range o.Rounds {
 			order := []Pipeline{Full, Baseline}
@@ -278,6 +323,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	for _, proto := range o.Protocols {
+		if !o.Runs("steps") {
+			break
+		}
 		last := 0.0
 		for _, rate := range o.MaxRateSteps {
 			ph, err := phase(proto, Full, rate, o.StepDuration)
@@ -301,6 +349,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 			last = rate
 			rep.MaxSustained[proto] = rate
+		}
+	}
+	if o.Runs("durable") {
+		// The two collectors above stay idle meanwhile.
+		var durableErr error
+		rep.Durable, rep.DurableLatency, durableErr = runDurable(ctx, o, dir, logf)
+		if durableErr != nil {
+			return rep, durableErr
 		}
 	}
 	rep.Finished = time.Now()
@@ -341,13 +397,26 @@ func pinSelfAwayFrom(cpus string) error {
 	if set.Count() == 0 {
 		return fmt.Errorf("no CPU left besides %s", cpus)
 	}
+	return pinSelf(&set)
+}
+
+// unpinSelf lets every thread of this process run on every CPU again.
+func unpinSelf() error {
+	var set unix.CPUSet
+	for i := range runtime.NumCPU() {
+		set.Set(i)
+	}
+	return pinSelf(&set)
+}
+
+func pinSelf(set *unix.CPUSet) error {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
 	}
 	for _, t := range tasks {
 		tid, _ := strconv.Atoi(t.Name())
-		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+		if err := unix.SchedSetaffinity(tid, set); err != nil {
 			return err
 		}
 	}

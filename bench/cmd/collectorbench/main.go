@@ -43,7 +43,23 @@ func run() error {
 	flag.StringVar(&o.Queue, "queue", d.Queue, "exporter sending queue: memory, or file (persistent, fsync, as shipped)")
 	flag.DurationVar(&o.Drain, "drain", d.Drain, "how long to wait for the sink to get every accepted span (longer for -queue file)")
 	flag.StringVar(&o.Compression, "compression", d.Compression, "exporter compression: gzip (as shipped), zstd, snappy, none")
+	sections := flag.String("sections", strings.Join(d.Sections, ","), "sections to run: compare, steps, durable")
+	durableCores := flag.String("durable-cores", joinInts(d.DurableCores), "durable section: collector cores (GOMAXPROCS and CPUs) to compare")
+	durableSizes := flag.String("durable-sizes", joinInts(d.DurableSizes), "durable section: spans per request to compare")
+	flag.DurationVar(&o.DurablePhase, "durable-phase", d.DurablePhase, "durable section: duration of each saturation phase")
+	flag.IntVar(&o.DurableRounds, "durable-rounds", d.DurableRounds, "durable section: rounds at the first size and core count")
+	flag.Float64Var(&o.DurableLatencyRate, "durable-latency-rate", d.DurableLatencyRate, "durable section: spans/s at which answer times are compared")
+	flag.DurationVar(&o.DurableDrain, "durable-drain", d.DurableDrain, "durable section: how long to wait for every accepted span to be delivered")
 	flag.Parse()
+
+	o.Sections = strings.Split(*sections, ",")
+	var parseErr error
+	if o.DurableCores, parseErr = parseInts(*durableCores); parseErr != nil {
+		return fmt.Errorf("-durable-cores: %w", parseErr)
+	}
+	if o.DurableSizes, parseErr = parseInts(*durableSizes); parseErr != nil {
+		return fmt.Errorf("-durable-sizes: %w", parseErr)
+	}
 
 	o.Binary = *binary
 	o.Protocols = strings.Split(*protocols, ",")
@@ -88,4 +104,24 @@ func joinRates(rs []float64) string {
 		s = append(s, strconv.FormatFloat(r, 'f', -1, 64))
 	}
 	return strings.Join(s, ",")
+}
+
+func joinInts(xs []int) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, strconv.Itoa(x))
+	}
+	return strings.Join(s, ",")
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
