@@ -56,8 +56,17 @@ func httpHead(host string, n int) []byte {
 // Pool builds at least spans spans of the mixed Bookinfo workload
 // (workload.Mix), one request per proxy export, encoded once up front.
 func Pool(spans int, seed uint64) ([]Request, error) {
+	return PoolOf(workload.Mix, spans, seed)
+}
+
+// PoolOf is Pool for any mix of kinds (workload.Mix, workload.OrphanHeavy).
+// Different seeds give different trace ids and x-request-ids.
+func PoolOf(mix []struct {
+	Kind  workload.Kind
+	Share float64
+}, spans int, seed uint64) ([]Request, error) {
 	var all []meshsim.Flush
-	for i, m := range workload.Mix {
+	for i, m := range mix {
 		fs, err := workload.Flushes(m.Kind, int(float64(spans)*m.Share)+1, seed+uint64(i))
 		if err != nil {
 			return nil, err

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/otelcol-istio/otelcol-istio/bench/workload"
 )
 
 // Options configure a run. Zero fields take the defaults of DefaultOptions.
@@ -45,6 +47,9 @@ type Options struct {
 	Compression string
 	// Ceiling measures the replayer against the sink alone first.
 	Ceiling bool
+	// OrphanHeavy adds the orphan-heavy workloads (replayed and fresh ids)
+	// to the compare section.
+	OrphanHeavy bool
 	// Sections to run, of "compare" (full vs baseline), "steps" (highest
 	// sustained rate) and "durable" (in-memory vs persistent queue).
 	Sections []string
@@ -86,6 +91,7 @@ func DefaultOptions() Options {
 		GOMAXPROCS:    1,
 		CollectorCPUs: cpus,
 		Ceiling:       true,
+		OrphanHeavy:   true,
 		Sections:      []string{"compare", "steps", "durable"},
 		DurableCores:  []int{1, 2},
 		DurableSizes:  []int{5, 50, 512},
@@ -120,6 +126,7 @@ func (p Phase) Sustained() bool {
 
 // Comparison is full vs baseline at one load, summed over the rounds.
 type Comparison struct {
+	Workload             string // one of the Workload* names
 	Protocol             string
 	Rate                 float64
 	FullCPU, BaseCPU     float64 // seconds
@@ -255,7 +262,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
-	phase := func(proto string, p Pipeline, rate float64, dur time.Duration) (Phase, error) {
+	phase := func(proto string, p Pipeline, pool []Request, rate float64, dur time.Duration) (Phase, error) {
 		c, s := cols[p], sinks[p]
 		r, err := NewReplayer(proto, c.Endpoint(proto), pool, o.Workers)
 		if err != nil {
@@ -283,43 +290,22 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return ph, ctx.Err()
 	}
 
-	for _, proto := range o.Protocols {
-		if !o.Runs("compare") {
-			break
+	if o.Runs("compare") {
+		cases, err := compareCases(o, pool)
+		if err != nil {
+			return rep, err
 		}
-		cmp := Comparison{Protocol: proto, Rate: o.CompareRate}
-		for round := range o.Rounds {
-			order := []Pipeline{Full, Baseline}
-			if round%2 == 1 {
-				order = []Pipeline{Baseline, Full}
-			}
-			perSpan := map[Pipeline]float64{}
-			for _, p := range order {
-				ph, err := phase(proto, p, o.CompareRate, o.PhaseDuration)
+		for _, cc := range cases {
+			for _, proto := range cc.protocols {
+				cmp, err := compare(o, cc, proto, phase)
+				rep.Comparisons = append(rep.Comparisons, cmp)
 				if err != nil {
 					return rep, err
 				}
-				perSpan[p] = PerMillion(ph.CPU, ph.Load.Accepted)
-				cmp.Refused += ph.Load.Refused
-				if p == Full {
-					cmp.FullCPU += ph.CPU
-					cmp.FullSpans += ph.Load.Accepted
-					cmp.FullRSS = max(cmp.FullRSS, ph.PeakRSS)
-					cmp.FullLost += ph.Lost()
-				} else {
-					cmp.BaseCPU += ph.CPU
-					cmp.BaseSpans += ph.Load.Accepted
-					cmp.BaseRSS = max(cmp.BaseRSS, ph.PeakRSS)
-					cmp.BaseLost += ph.Lost()
-				}
-			}
-			if perSpan[Baseline] > 0 {
-				cmp.RoundRatios = append(cmp.RoundRatios, perSpan[Full]/perSpan[Baseline])
+				logf("%s, %s: full %.2f, baseline %.2f CPU s per million spans, ratio %.3f", cc.workload, proto,
+					PerMillion(cmp.FullCPU, cmp.FullSpans), PerMillion(cmp.BaseCPU, cmp.BaseSpans), cmp.Ratio())
 			}
 		}
-		rep.Comparisons = append(rep.Comparisons, cmp)
-		logf("%s: full %.2f, baseline %.2f CPU s per million spans, ratio %.3f", proto,
-			PerMillion(cmp.FullCPU, cmp.FullSpans), PerMillion(cmp.BaseCPU, cmp.BaseSpans), cmp.Ratio())
 	}
 
 	for _, proto := range o.Protocols {
@@ -328,7 +314,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		last := 0.0
 		for _, rate := range o.MaxRateSteps {
-			ph, err := phase(proto, Full, rate, o.StepDuration)
+			ph, err := phase(proto, Full, pool, rate, o.StepDuration)
 			if err != nil {
 				return rep, err
 			}
@@ -336,7 +322,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if !ph.Sustained() {
 				// One more step halfway back, for a finer answer.
 				if mid := (last + rate) / 2; last > 0 && mid-last >= 2500 {
-					ph, err := phase(proto, Full, mid, o.StepDuration)
+					ph, err := phase(proto, Full, pool, mid, o.StepDuration)
 					if err != nil {
 						return rep, err
 					}
@@ -421,4 +407,87 @@ func pinSelf(set *unix.CPUSet) error {
 		}
 	}
 	return nil
+}
+
+// The workloads on which full and baseline are compared.
+const (
+	// WorkloadMix is the Bookinfo mix (workload.Mix), the same pool replayed
+	// in every phase.
+	WorkloadMix = "Bookinfo mix, replayed"
+	// WorkloadOrphansReplayed is workload.OrphanHeavy, the same pool replayed
+	// in every phase: the full collector has seen every trace id and
+	// x-request-id before, as with a sender that retries.
+	WorkloadOrphansReplayed = "orphan-heavy, replayed"
+	// WorkloadOrphansFresh is workload.OrphanHeavy with a new pool, large
+	// enough for the phase, in every round: every id is new to the full
+	// collector.
+	WorkloadOrphansFresh = "orphan-heavy, fresh ids"
+)
+
+type compareCase struct {
+	workload  string
+	protocols []string
+	pool      func(round int) ([]Request, error)
+}
+
+// compareCases are the workloads of the compare section: the mix on every
+// protocol, the orphan-heavy ones on gRPC (istio_span's cost does not
+// depend on the transport; the mix's rows show the transports' own).
+func compareCases(o Options, mix []Request) ([]compareCase, error) {
+	cases := []compareCase{{WorkloadMix, o.Protocols, func(int) ([]Request, error) { return mix, nil }}}
+	if !o.OrphanHeavy {
+		return cases, nil
+	}
+	replayed, err := PoolOf(workload.OrphanHeavy, o.PoolSpans, 11)
+	if err != nil {
+		return nil, err
+	}
+	fresh := int(o.CompareRate*o.PhaseDuration.Seconds()*1.1) + 1000
+	return append(cases,
+		compareCase{WorkloadOrphansReplayed, []string{"grpc"}, func(int) ([]Request, error) { return replayed, nil }},
+		compareCase{WorkloadOrphansFresh, []string{"grpc"}, func(round int) ([]Request, error) {
+			return PoolOf(workload.OrphanHeavy, fresh, 1000+uint64(round))
+		}},
+	), nil
+}
+
+// compare runs full and baseline alternately, o.Rounds times each.
+func compare(o Options, cc compareCase, proto string,
+	phase func(string, Pipeline, []Request, float64, time.Duration) (Phase, error),
+) (Comparison, error) {
+	cmp := Comparison{Workload: cc.workload, Protocol: proto, Rate: o.CompareRate}
+	for round := range o.Rounds {
+		pool, err := cc.pool(round)
+		if err != nil {
+			return cmp, err
+		}
+		order := []Pipeline{Full, Baseline}
+		if round%2 == 1 {
+			order = []Pipeline{Baseline, Full}
+		}
+		perSpan := map[Pipeline]float64{}
+		for _, p := range order {
+			ph, err := phase(proto, p, pool, o.CompareRate, o.PhaseDuration)
+			if err != nil {
+				return cmp, err
+			}
+			perSpan[p] = PerMillion(ph.CPU, ph.Load.Accepted)
+			cmp.Refused += ph.Load.Refused
+			if p == Full {
+				cmp.FullCPU += ph.CPU
+				cmp.FullSpans += ph.Load.Accepted
+				cmp.FullRSS = max(cmp.FullRSS, ph.PeakRSS)
+				cmp.FullLost += ph.Lost()
+			} else {
+				cmp.BaseCPU += ph.CPU
+				cmp.BaseSpans += ph.Load.Accepted
+				cmp.BaseRSS = max(cmp.BaseRSS, ph.PeakRSS)
+				cmp.BaseLost += ph.Lost()
+			}
+		}
+		if perSpan[Baseline] > 0 {
+			cmp.RoundRatios = append(cmp.RoundRatios, perSpan[Full]/perSpan[Baseline])
+		}
+	}
+	return cmp, nil
 }

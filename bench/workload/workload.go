@@ -40,6 +40,15 @@ var Mix = []struct {
 	Share float64
 }{{Renamed, 0.4}, {Normalised, 0.3}, {Orphans, 0.2}, {NonIstio, 0.1}}
 
+// OrphanHeavy is the mix of a mesh where half the traffic crosses an app
+// that does not forward traceparent (but forwards x-request-id): half the
+// spans come from Orphans Bookinfo traffic, so istio_span's orphan step
+// (flagging, x-request-id pairing, relinking) runs on half the requests.
+var OrphanHeavy = []struct {
+	Kind  Kind
+	Share float64
+}{{Orphans, 0.5}, {Renamed, 0.25}, {Normalised, 0.25}}
+
 // Config returns the simulator settings that produce a kind.
 func Config(k Kind, seed uint64) meshsim.Config {
 	cfg := meshsim.DefaultConfig()

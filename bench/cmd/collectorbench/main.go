@@ -43,6 +43,7 @@ func run() error {
 	flag.StringVar(&o.Queue, "queue", d.Queue, "exporter sending queue: memory, or file (persistent, fsync, as shipped)")
 	flag.DurationVar(&o.Drain, "drain", d.Drain, "how long to wait for the sink to get every accepted span (longer for -queue file)")
 	flag.StringVar(&o.Compression, "compression", d.Compression, "exporter compression: gzip (as shipped), zstd, snappy, none")
+	flag.BoolVar(&o.OrphanHeavy, "orphan-heavy", d.OrphanHeavy, "compare section: also compare on orphan-heavy traffic (replayed and fresh ids, gRPC)")
 	sections := flag.String("sections", strings.Join(d.Sections, ","), "sections to run: compare, steps, durable")
 	durableCores := flag.String("durable-cores", joinInts(d.DurableCores), "durable section: collector cores (GOMAXPROCS and CPUs) to compare")
 	durableSizes := flag.String("durable-sizes", joinInts(d.DurableSizes), "durable section: spans per request to compare")
