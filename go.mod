@@ -12,6 +12,7 @@ require (
 	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0
+	github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.71.0
@@ -233,3 +234,5 @@ replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0
 replace github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0 => ./extension/otlpguardextension
 
 replace github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0 => ./processor/groupcommitprocessor
+
+replace github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension v0.0.0 => ./extension/queuestorageextension

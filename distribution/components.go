@@ -7,6 +7,7 @@ import (
 	backendauthextension "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension"
 	healthcheckextension "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension"
 	otlpguardextension "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension"
+	queuestorageextension "github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension"
 	groupcommitprocessor "github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor"
 	istiospanprocessor "github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor"
 	"go.opentelemetry.io/collector/component"
@@ -50,15 +51,17 @@ func components() (otelcol.Factories, error) {
 		healthcheckextension.NewFactory(),
 		backendauthextension.NewFactory(),
 		otlpguardextension.NewFactory(),
+		queuestorageextension.NewFactory(),
 	)
 	if err != nil {
 		return otelcol.Factories{}, err
 	}
 	factories.ExtensionModules = makeModulesMap(factories.Extensions, map[component.Type]string{
-		filestorage.NewFactory().Type():          "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.165.1",
-		healthcheckextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0",
-		backendauthextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0",
-		otlpguardextension.NewFactory().Type():   "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0",
+		filestorage.NewFactory().Type():           "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.165.1",
+		healthcheckextension.NewFactory().Type():  "github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0",
+		backendauthextension.NewFactory().Type():  "github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0",
+		otlpguardextension.NewFactory().Type():    "github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0",
+		queuestorageextension.NewFactory().Type(): "github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension v0.0.0",
 	})
 
 	factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](

@@ -9,6 +9,7 @@ require (
 	github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0
+	github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/groupcommitprocessor v0.0.0
 	github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0
 	go.opentelemetry.io/collector/component v1.71.0
@@ -222,6 +223,8 @@ replace github.com/otelcol-istio/otelcol-istio/extension/healthcheckextension v0
 replace github.com/otelcol-istio/otelcol-istio/extension/backendauthextension v0.0.0 => ../extension/backendauthextension
 
 replace github.com/otelcol-istio/otelcol-istio/extension/otlpguardextension v0.0.0 => ../extension/otlpguardextension
+
+replace github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension v0.0.0 => ../extension/queuestorageextension
 
 replace github.com/otelcol-istio/otelcol-istio/processor/istiospanprocessor v0.0.0 => ../processor/istiospanprocessor
 

@@ -14,11 +14,28 @@ import (
 // (memory_limiter, istio_span, group_commit) with each sending queue.
 const (
 	QueueMemory = "memory"
-	QueueFile   = "file"
-	// QueueFileNoGroupCommit is the persistent queue without group_commit:
-	// one fsync'd queue write per request, as before group_commit.
-	QueueFileNoGroupCommit = "file, no group_commit"
+	// QueueJournal is the shipped persistent queue: queue_storage (our
+	// journal), fsync.
+	QueueJournal = "queue_storage (shipped)"
+	// QueueFile is the persistent queue on contrib's file_storage (bbolt),
+	// fsync, as shipped before queue_storage.
+	QueueFile = "file_storage"
+	// QueueJournalNoGroupCommit is the shipped queue without group_commit:
+	// one synced queue write per request.
+	QueueJournalNoGroupCommit = "queue_storage, no group_commit"
 )
+
+// storageOf is the sending queue storage of a variant: "memory", "journal"
+// or "file" (CollectorOptions.Queue).
+func storageOf(variant string) string {
+	switch variant {
+	case QueueJournal, QueueJournalNoGroupCommit:
+		return "journal"
+	case QueueFile:
+		return "file"
+	}
+	return "memory"
+}
 
 // DurableRow is one queue variant at one (cores, request size), summed over
 // its rounds: the senders send as fast as they are answered.
@@ -33,8 +50,12 @@ type DurableRow struct {
 	Wall            time.Duration // first send to last delivery (or drain timeout)
 	LoadTime        time.Duration // the senders' time
 	PeakRSS         int64
+	DiskWrites      int64           // bytes the collector wrote to disk (/proc/<pid>/io write_bytes)
 	Latencies       []time.Duration // answer times of accepted requests, sorted
 }
+
+// DiskPerSpan is bytes written to disk per delivered span.
+func (r DurableRow) DiskPerSpan() float64 { return float64(r.DiskWrites) / max(float64(r.Received), 1) }
 
 // Rate is spans/s from the first send to the last delivery.
 func (r DurableRow) Rate() float64 { return float64(r.Received) / max(r.Wall.Seconds(), 1e-9) }
@@ -77,9 +98,9 @@ func runDurable(ctx context.Context, o Options, dir string, logf func(string, ..
 			if i > 0 && j > 0 {
 				continue // cores are compared at the first (Envoy) size only
 			}
-			c := durableConfig{cores: cores, size: size, variants: []string{QueueMemory, QueueFile}, rounds: 1}
+			c := durableConfig{cores: cores, size: size, variants: []string{QueueMemory, QueueJournal, QueueFile}, rounds: 1}
 			if i == 0 && j == 0 {
-				c.variants = append(c.variants, QueueFileNoGroupCommit)
+				c.variants = append(c.variants, QueueJournalNoGroupCommit)
 				c.rounds, c.latency = o.DurableRounds, true
 			}
 			configs = append(configs, c)
@@ -136,14 +157,11 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 			return nil, nil, err
 		}
 		defer s.Stop()
-		queue := QueueMemory
-		if v != QueueMemory {
-			queue = QueueFile
-		}
+		queue := storageOf(v)
 		name := fmt.Sprintf("durable-%dc-%ds-%d", dc.cores, dc.size, i)
 		c, err := StartCollector(ctx, Full, CollectorOptions{Binary: o.Binary, CPUs: cpus, GOMAXPROCS: dc.cores,
 			Dir: dir, SinkAddr: s.Endpoint(), Queue: queue, Compression: o.Compression,
-			NoGroupCommit: v == QueueFileNoGroupCommit, Name: name})
+			NoGroupCommit: v == QueueJournalNoGroupCommit, Name: name})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -163,6 +181,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 			return DurableRow{}, LoadResult{}, err
 		}
 		s0 := t.sink.Spans()
+		w0, _ := t.col.WriteBytes()
 		start := time.Now()
 		lr := r.Load(ctx, rate, d)
 		for deadline := time.Now().Add(o.DurableDrain); t.sink.Spans()-s0 < lr.Accepted && time.Now().Before(deadline); {
@@ -174,7 +193,8 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 			return DurableRow{}, LoadResult{}, fmt.Errorf("%s collector: %w\n%s", v, err, t.col.Logs())
 		}
 		rss, _ := t.col.PeakRSS()
-		row := DurableRow{Cores: dc.cores, SpansPerRequest: perReq, Queue: v, Accepted: lr.Accepted,
+		w1, _ := t.col.WriteBytes()
+		row := DurableRow{DiskWrites: w1 - w0, Cores: dc.cores, SpansPerRequest: perReq, Queue: v, Accepted: lr.Accepted,
 			Received: t.sink.Spans() - s0, Refused: lr.Refused, CPU: cpu1 - cpu0, Wall: wall, LoadTime: lr.Duration,
 			PeakRSS: rss, Latencies: lr.Latencies}
 		return row, lr, ctx.Err()
@@ -191,9 +211,9 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 			if err != nil {
 				return nil, nil, err
 			}
-			logf("durable %d core(s) %4.0f spans/req %-22s %7.0f spans/s (accepted %7.0f/s) cpu %.1fs p50 %s p99 %s lost %d refused %d",
+			logf("durable %d core(s) %4.0f spans/req %-30s %7.0f spans/s (accepted %7.0f/s) cpu %.1fs p50 %s p99 %s disk %.0f B/span lost %d refused %d",
 				dc.cores, perReq, v, row.Rate(), row.AcceptedRate(), row.CPU, row.Latency(0.5).Round(10*time.Microsecond),
-				row.Latency(0.99).Round(10*time.Microsecond), row.Lost(), row.Refused)
+				row.Latency(0.99).Round(10*time.Microsecond), row.DiskPerSpan(), row.Lost(), row.Refused)
 			if s, ok := sum[v]; ok {
 				s.Accepted += row.Accepted
 				s.Received += row.Received
@@ -202,6 +222,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 				s.Wall += row.Wall
 				s.LoadTime += row.LoadTime
 				s.PeakRSS = max(s.PeakRSS, row.PeakRSS)
+				s.DiskWrites += row.DiskWrites
 				s.Latencies = append(s.Latencies, row.Latencies...)
 			} else {
 				sum[v] = &row
@@ -221,7 +242,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 				return rows, lat, err
 			}
 			lat = append(lat, LatencyRow{Queue: v, Rate: o.DurableLatencyRate, P50: lr.Latency(0.5), P99: lr.Latency(0.99), Achieved: lr.Achieved()})
-			logf("durable latency at %.0f spans/s, %-22s p50 %s p99 %s (achieved %.0f/s)", o.DurableLatencyRate, v,
+			logf("durable latency at %.0f spans/s, %-30s p50 %s p99 %s (achieved %.0f/s)", o.DurableLatencyRate, v,
 				lr.Latency(0.5).Round(10*time.Microsecond), lr.Latency(0.99).Round(10*time.Microsecond), lr.Achieved())
 		}
 	}

@@ -41,7 +41,8 @@ type Options struct {
 	// CollectorCPUs pins the collectors (taskset -c); the benchmark process
 	// moves itself to the other CPUs. Empty: no pinning.
 	CollectorCPUs string
-	// Queue is the exporter's sending queue: "memory" or "file".
+	// Queue is the exporter's sending queue: "memory", "journal" or "file"
+	// (CollectorOptions.Queue).
 	Queue string
 	// Compression is the exporter's compression (shipped: gzip).
 	Compression string

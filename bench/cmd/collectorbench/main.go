@@ -40,7 +40,7 @@ func run() error {
 	flag.IntVar(&o.Workers, "workers", d.Workers, "concurrent senders")
 	flag.IntVar(&o.GOMAXPROCS, "gomaxprocs", d.GOMAXPROCS, "GOMAXPROCS of the collector (0: Go's default)")
 	flag.StringVar(&o.CollectorCPUs, "cpus", d.CollectorCPUs, "taskset CPU list for the collector (empty: no pinning)")
-	flag.StringVar(&o.Queue, "queue", d.Queue, "exporter sending queue: memory, or file (persistent, fsync, as shipped)")
+	flag.StringVar(&o.Queue, "queue", d.Queue, "exporter sending queue: memory, journal (persistent on queue_storage, fsync, as shipped) or file (persistent on file_storage, fsync)")
 	flag.DurationVar(&o.Drain, "drain", d.Drain, "how long to wait for the sink to get every accepted span (longer for -queue file)")
 	flag.StringVar(&o.Compression, "compression", d.Compression, "exporter compression: gzip (as shipped), zstd, snappy, none")
 	flag.BoolVar(&o.OrphanHeavy, "orphan-heavy", d.OrphanHeavy, "compare section: also compare on orphan-heavy traffic (replayed and fresh ids, gRPC)")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,7 +159,8 @@ func checkResources(id string, c *corev1.Container, cfg *collectorconfig.Config)
 func checkQueueVolume(w Workload, c *corev1.Container, cfg *collectorconfig.Config) Findings {
 	var fs Findings
 	id := w.ID()
-	for _, fsx := range cfg.OfType("extensions", "file_storage") {
+	// queue_storage (shipped) and file_storage both keep the queue in a directory.
+	for _, fsx := range slices.Concat(cfg.OfType("extensions", "queue_storage"), cfg.OfType("extensions", "file_storage")) {
 		dir := collectorconfig.GetString(fsx.Settings, "directory")
 		if dir == "" {
 			fs.add("queue-volume", id, "extensions::%s has no directory", fsx.ID)

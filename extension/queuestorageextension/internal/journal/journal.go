@@ -1,0 +1,579 @@
+// Package journal is an append-only key-value log on disk, shaped for a
+// sending queue: values are written once, in order, and each write of a
+// new key is on disk (fdatasync) before it returns, while overwrites and
+// deletes of existing keys (the queue's read index, its "done" deletes) may
+// wait for the next sync. A queue's item is written once and read back
+// once, so a log writes each byte once; a B+tree (bbolt) rewrites the page
+// that holds the newest item on every index update.
+//
+// The log is a directory of segment files. A segment is a sequence of
+// records; a record is one Batch's sets and deletes, framed with its
+// length and a CRC-32C, so a torn write at the tail (a crash in the middle
+// of an append) is found and cut off at the next Open. An in-memory index
+// maps each key to its latest value's place on disk. A segment is removed
+// once no key's latest version lives in it, oldest first; a segment pinned
+// by a few old values (an item that never finishes) is compacted: its live
+// values are copied to the head and it is removed.
+package journal // import "github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension/internal/journal"
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Op is one set, delete or get, as in the collector's storage API.
+type Op struct {
+	Kind  OpKind
+	Key   string
+	Value []byte // set: the value; get: the result (nil when not found)
+}
+
+// OpKind is what an Op does.
+type OpKind uint8
+
+const (
+	Get OpKind = iota
+	Set
+	Delete
+)
+
+// Options tune a Journal.
+type Options struct {
+	// Sync makes writes of new keys durable (fdatasync) before they return.
+	// Off: nothing is synced (a process crash still loses nothing written:
+	// the data is in the kernel's page cache).
+	Sync bool
+	// SegmentSize is the size at which the head segment is closed and a new
+	// one started. A record larger than it gets a segment of its own.
+	SegmentSize int64
+}
+
+// DefaultSegmentSize keeps segments small enough to be freed soon after the
+// queue drains, and large enough that opening and removing them is rare.
+const DefaultSegmentSize = 32 << 20
+
+// ErrClosed is returned by calls on a closed Journal.
+var ErrClosed = errors.New("journal is closed")
+
+// Journal is the log and its index. Safe for concurrent use; calls are
+// serialised (the sending queue serialises them anyway).
+type Journal struct {
+	dir  string
+	opts Options
+
+	mu     sync.Mutex
+	segs   []*segment // oldest first; the last is the head, open for appends
+	index  map[string]loc
+	dirty  bool // records written since the last sync
+	closed bool
+	// Recovered is what Open found: records replayed and bytes of torn tail
+	// cut off.
+	recovered Recovery
+}
+
+// Recovery describes what Open did to the files it found.
+type Recovery struct {
+	Segments  int   // segment files read
+	Records   int   // records replayed
+	Keys      int   // keys live after replay
+	TornBytes int64 // bytes cut off the end of segments (a torn last write)
+}
+
+type segment struct {
+	id        uint64
+	f         *os.File
+	size      int64
+	live      int   // keys whose latest version is in this segment
+	liveBytes int64 // their values' bytes
+}
+
+// loc is where a key's latest value lives.
+type loc struct {
+	seg *segment
+	off int64 // of the value in the segment file
+	n   int64
+}
+
+const (
+	headerSize = 8 // uint32 payload length, uint32 CRC-32C of the payload
+	segSuffix  = ".seg"
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// Open opens (or creates) the journal in dir, replaying every segment to
+// rebuild the index and cutting off a torn tail.
+func Open(dir string, opts Options) (*Journal, error) {
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	j := &Journal{dir: dir, opts: opts, index: map[string]loc{}}
+	ids, err := segmentIDs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if err := j.replay(id); err != nil {
+			j.closeFiles()
+			return nil, err
+		}
+	}
+	if len(j.segs) == 0 {
+		if err := j.newSegment(1); err != nil {
+			return nil, err
+		}
+	}
+	if err := j.reclaim(); err != nil {
+		j.closeFiles()
+		return nil, err
+	}
+	j.recovered.Keys = len(j.index)
+	return j, nil
+}
+
+// Recovered says what Open found.
+func (j *Journal) Recovered() Recovery { return j.recovered }
+
+func segmentIDs(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), segSuffix)
+		if !ok || e.IsDir() {
+			continue
+		}
+		id, err := strconv.ParseUint(name, 16, 64)
+		if err != nil {
+			continue // not ours
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (j *Journal) segPath(id uint64) string {
+	return filepath.Join(j.dir, fmt.Sprintf("%016x%s", id, segSuffix))
+}
+
+// replay reads one segment's records into the index. A record that is cut
+// short or fails its checksum ends the segment: it and anything after it
+// were never acknowledged (an acknowledged write is synced, and a sync
+// covers everything written before it), so they are cut off.
+func (j *Journal) replay(id uint64) error {
+	f, err := os.OpenFile(j.segPath(id), os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	s := &segment{id: id, f: f}
+	j.segs = append(j.segs, s)
+	j.recovered.Segments++
+	r := bufio.NewReaderSize(f, 1<<20)
+	var off int64
+	var hdr [headerSize]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			break // end, or a header cut short
+		}
+		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			break
+		}
+		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:8]) {
+			break
+		}
+		if err := j.apply(s, off+headerSize, payload); err != nil {
+			break // well-framed but not ours to read: treat as torn
+		}
+		off += headerSize + n
+		j.recovered.Records++
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() > off {
+		j.recovered.TornBytes += st.Size() - off
+		if err := f.Truncate(off); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	s.size = off
+	return nil
+}
+
+// Op encoding in a record's payload: kind byte, uvarint key length, key,
+// and for a set, uvarint value length and value.
+
+func encode(buf []byte, ops []Op) []byte {
+	for _, op := range ops {
+		switch op.Kind {
+		case Set:
+			buf = append(buf, byte(Set))
+			buf = binary.AppendUvarint(buf, uint64(len(op.Key)))
+			buf = append(buf, op.Key...)
+			buf = binary.AppendUvarint(buf, uint64(len(op.Value)))
+			buf = append(buf, op.Value...)
+		case Delete:
+			buf = append(buf, byte(Delete))
+			buf = binary.AppendUvarint(buf, uint64(len(op.Key)))
+			buf = append(buf, op.Key...)
+		}
+	}
+	return buf
+}
+
+var errBadRecord = errors.New("malformed record")
+
+// apply indexes a record's ops; base is the payload's offset in s.
+func (j *Journal) apply(s *segment, base int64, payload []byte) error {
+	for p := 0; p < len(payload); {
+		kind := OpKind(payload[p])
+		p++
+		kl, k := binary.Uvarint(payload[p:])
+		if k <= 0 || uint64(len(payload)-p-k) < kl {
+			return errBadRecord
+		}
+		p += k
+		key := string(payload[p : p+int(kl)])
+		p += int(kl)
+		switch kind {
+		case Set:
+			vl, k := binary.Uvarint(payload[p:])
+			if k <= 0 || uint64(len(payload)-p-k) < vl {
+				return errBadRecord
+			}
+			p += k
+			j.put(key, loc{seg: s, off: base + int64(p), n: int64(vl)})
+			p += int(vl)
+		case Delete:
+			j.drop(key)
+		default:
+			return errBadRecord
+		}
+	}
+	return nil
+}
+
+func (j *Journal) put(key string, l loc) {
+	j.drop(key)
+	j.index[key] = l
+	l.seg.live++
+	l.seg.liveBytes += l.n
+}
+
+func (j *Journal) drop(key string) {
+	if old, ok := j.index[key]; ok {
+		old.seg.live--
+		old.seg.liveBytes -= old.n
+		delete(j.index, key)
+	}
+}
+
+// Batch runs ops in order: gets see the sets and deletes before them. The
+// sets and deletes are one record, all or nothing after a crash. If any
+// set creates a key that did not exist, the record is synced before Batch
+// returns; otherwise it is synced by the next such write, by Sync, or by
+// Close.
+func (j *Journal) Batch(ops []Op) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	writes := 0
+	durable := false
+	for _, op := range ops {
+		switch op.Kind {
+		case Set:
+			writes++
+			if _, ok := j.index[op.Key]; !ok {
+				durable = true
+			}
+		case Delete:
+			writes++
+		}
+	}
+	if writes == 0 {
+		for i := range ops {
+			v, err := j.read(ops[i].Key)
+			if err != nil {
+				return err
+			}
+			ops[i].Value = v
+		}
+		return nil
+	}
+	// Gets are answered before the record is applied, from the ops before
+	// them in this batch or from the index.
+	for i := range ops {
+		if ops[i].Kind != Get {
+			continue
+		}
+		v, found, err := j.readThrough(ops[:i], ops[i].Key)
+		if err != nil {
+			return err
+		}
+		if found {
+			ops[i].Value = v
+		} else {
+			ops[i].Value = nil
+		}
+	}
+	payload := encode(make([]byte, 0, payloadSize(ops)), ops)
+	if err := j.append(payload, durable); err != nil {
+		return err
+	}
+	return j.reclaim()
+}
+
+// readThrough is the value of key after the sets and deletes in before.
+func (j *Journal) readThrough(before []Op, key string) ([]byte, bool, error) {
+	for i := len(before) - 1; i >= 0; i-- {
+		op := before[i]
+		if op.Key != key {
+			continue
+		}
+		switch op.Kind {
+		case Set:
+			return slices.Clone(op.Value), true, nil
+		case Delete:
+			return nil, false, nil
+		}
+	}
+	v, err := j.read(key)
+	return v, v != nil, err
+}
+
+func payloadSize(ops []Op) int {
+	n := 0
+	for _, op := range ops {
+		if op.Kind != Get {
+			n += 1 + 2*binary.MaxVarintLen64 + len(op.Key) + len(op.Value)
+		}
+	}
+	return n
+}
+
+// append writes one record at the head and indexes it; with durable (and
+// Options.Sync) it is on disk before append returns.
+func (j *Journal) append(payload []byte, durable bool) error {
+	head := j.segs[len(j.segs)-1]
+	rec := int64(headerSize + len(payload))
+	if head.size > 0 && head.size+rec > j.opts.SegmentSize {
+		if err := j.roll(); err != nil {
+			return err
+		}
+		head = j.segs[len(j.segs)-1]
+	}
+	var hdr [headerSize]byte
+	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(payload, crcTable))
+	if _, err := head.f.WriteAt(slices.Concat(hdr[:], payload), head.size); err != nil {
+		// Leave no partial record behind for the next append to follow.
+		_ = head.f.Truncate(head.size)
+		return fmt.Errorf("journal write: %w", err)
+	}
+	j.dirty = true
+	if durable && j.opts.Sync {
+		if err := fdatasync(head.f); err != nil {
+			// Whether the record reached the disk is unknown: keep it out of
+			// the index (the caller is told it failed) and cut it off.
+			_ = head.f.Truncate(head.size)
+			return fmt.Errorf("journal sync: %w", err)
+		}
+		j.dirty = false
+	}
+	if err := j.apply(head, head.size+headerSize, payload); err != nil {
+		return err
+	}
+	head.size += rec
+	return nil
+}
+
+// roll syncs the head and starts a new one: a sync of the new head must
+// not be the only thing that makes earlier records durable.
+func (j *Journal) roll() error {
+	head := j.segs[len(j.segs)-1]
+	if j.dirty && j.opts.Sync {
+		if err := fdatasync(head.f); err != nil {
+			return fmt.Errorf("journal sync: %w", err)
+		}
+		j.dirty = false
+	}
+	return j.newSegment(head.id + 1)
+}
+
+func (j *Journal) newSegment(id uint64) error {
+	f, err := os.OpenFile(j.segPath(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := j.syncDir(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	j.segs = append(j.segs, &segment{id: id, f: f})
+	return nil
+}
+
+func (j *Journal) syncDir() error {
+	if !j.opts.Sync {
+		return nil
+	}
+	d, err := os.Open(j.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// reclaim removes the oldest segments that hold no live value, and
+// compacts the oldest one when few live values pin it (see compactable).
+// Oldest first: a segment's deletes may be what keeps an older segment's
+// values dead, so a newer segment never goes before an older one.
+func (j *Journal) reclaim() error {
+	for len(j.segs) > 1 {
+		old := j.segs[0]
+		if old.live > 0 {
+			if !j.compactable(old) {
+				return nil
+			}
+			if err := j.compact(old); err != nil {
+				return err
+			}
+		}
+		_ = old.f.Close()
+		if err := os.Remove(j.segPath(old.id)); err != nil {
+			return err
+		}
+		// Durable before the next removal: a segment that came back after a
+		// crash would bring back values that a removed newer segment deleted.
+		if err := j.syncDir(); err != nil {
+			return err
+		}
+		j.segs = j.segs[1:]
+	}
+	return nil
+}
+
+// compactable: the oldest segment is less than a quarter live and at least
+// three newer segments exist, so copying its live values forward frees far
+// more than it writes.
+func (j *Journal) compactable(s *segment) bool {
+	return len(j.segs) >= 4 && s.liveBytes < j.opts.SegmentSize/4
+}
+
+// compact rewrites s's live values at the head, durably, so s can go.
+func (j *Journal) compact(s *segment) error {
+	var ops []Op
+	for key, l := range j.index {
+		if l.seg != s {
+			continue
+		}
+		v, err := j.readAt(l)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, Op{Kind: Set, Key: key, Value: v})
+	}
+	slices.SortFunc(ops, func(a, b Op) int { return strings.Compare(a.Key, b.Key) })
+	return j.append(encode(nil, ops), true)
+}
+
+func (j *Journal) read(key string) ([]byte, error) {
+	l, ok := j.index[key]
+	if !ok {
+		return nil, nil
+	}
+	return j.readAt(l)
+}
+
+func (*Journal) readAt(l loc) ([]byte, error) {
+	v := make([]byte, l.n)
+	if _, err := l.seg.f.ReadAt(v, l.off); err != nil {
+		return nil, fmt.Errorf("journal read: %w", err)
+	}
+	return v, nil
+}
+
+// Sync makes every record written so far durable.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	return j.syncLocked()
+}
+
+func (j *Journal) syncLocked() error {
+	if !j.dirty || !j.opts.Sync {
+		return nil
+	}
+	if err := fdatasync(j.segs[len(j.segs)-1].f); err != nil {
+		return fmt.Errorf("journal sync: %w", err)
+	}
+	j.dirty = false
+	return nil
+}
+
+// Close syncs and closes the files.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	err := j.syncLocked()
+	j.closed = true
+	j.closeFiles()
+	return err
+}
+
+func (j *Journal) closeFiles() {
+	for _, s := range j.segs {
+		_ = s.f.Close()
+	}
+}
+
+// Stats describe the journal's files, for tests and telemetry.
+type Stats struct {
+	Segments  int
+	Keys      int
+	FileBytes int64
+	LiveBytes int64
+}
+
+// Stats reports the current files.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	st := Stats{Segments: len(j.segs), Keys: len(j.index)}
+	for _, s := range j.segs {
+		st.FileBytes += s.size
+		st.LiveBytes += s.liveBytes
+	}
+	return st
+}
