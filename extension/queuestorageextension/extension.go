@@ -73,7 +73,7 @@ func (q *queueStorage) GetClient(_ context.Context, kind component.Kind, id comp
 	}
 	name = sanitize(name)
 	dir := filepath.Join(q.cfg.Directory, name+".journal")
-	j, err := journal.Open(dir, journal.Options{Sync: q.cfg.FSync, SegmentSize: q.cfg.SegmentSize})
+	j, err := journal.Open(dir, journal.Options{Sync: q.cfg.FSync, SegmentSize: q.cfg.SegmentSize, Reserve: journal.DefaultReserve})
 	if err != nil {
 		return nil, fmt.Errorf("queue_storage: open %s: %w", dir, err)
 	}

@@ -56,7 +56,22 @@ type Options struct {
 	// SegmentSize is the size at which the head segment is closed and a new
 	// one started. A record larger than it gets a segment of its own.
 	SegmentSize int64
+	// Reserve is disk space kept free for overwrites and deletes: a write
+	// that creates a key is refused (ErrDiskFull) when it would leave less
+	// than Reserve bytes free on the volume. On a full disk the queue must
+	// still be able to record that it read and exported items, or it
+	// would skip them; new items are refused instead, which the sender
+	// sees as a retryable error. 0: no reserve.
+	Reserve int64
 }
+
+// DefaultReserve is room for the reads and deletes of thousands of queue
+// items (a record of those is about a hundred bytes).
+const DefaultReserve = 1 << 20
+
+// ErrDiskFull is returned for a write of a new key that would eat into
+// Options.Reserve.
+var ErrDiskFull = errors.New("queue volume full")
 
 // DefaultSegmentSize keeps segments small enough to be freed soon after the
 // queue drains, and large enough that opening and removing them is rare.
@@ -76,6 +91,9 @@ type Journal struct {
 	index  map[string]loc
 	dirty  bool // records written since the last sync
 	closed bool
+	// retiring lets reclaim compact the oldest segment whatever the
+	// segment count (see retireHead).
+	retiring bool
 	// Recovered is what Open found: records replayed and bytes of torn tail
 	// cut off.
 	recovered Recovery
@@ -344,6 +362,26 @@ func (j *Journal) Batch(ops []Op) error {
 	if err := j.append(payload, durable); err != nil {
 		return err
 	}
+	if err := j.reclaim(); err != nil {
+		return err
+	}
+	return j.retireHead(j.opts.SegmentSize / 2)
+}
+
+// retireHead frees the dead values of a journal that is one segment (the
+// head) of at least minSize bytes, under a quarter of it current: a queue
+// that drained leaves its items dead in the head, which is never removed.
+// It starts a new head and compacts the old one, now the oldest, into it.
+func (j *Journal) retireHead(minSize int64) error {
+	head := j.segs[len(j.segs)-1]
+	if len(j.segs) > 1 || head.size == 0 || head.size < minSize || head.liveBytes >= head.size/4 {
+		return nil
+	}
+	if err := j.roll(); err != nil {
+		return err
+	}
+	j.retiring = true
+	defer func() { j.retiring = false }()
 	return j.reclaim()
 }
 
@@ -376,8 +414,14 @@ func payloadSize(ops []Op) int {
 }
 
 // append writes one record at the head and indexes it; with durable (and
-// Options.Sync) it is on disk before append returns.
+// Options.Sync) it is on disk before append returns, and it is refused when
+// it would eat into Options.Reserve unless it is a compaction (which frees
+// space).
 func (j *Journal) append(payload []byte, durable bool) error {
+	return j.write(payload, durable, durable)
+}
+
+func (j *Journal) write(payload []byte, durable, reserve bool) error {
 	head := j.segs[len(j.segs)-1]
 	rec := int64(headerSize + len(payload))
 	if head.size > 0 && head.size+rec > j.opts.SegmentSize {
@@ -385,6 +429,20 @@ func (j *Journal) append(payload []byte, durable bool) error {
 			return err
 		}
 		head = j.segs[len(j.segs)-1]
+	}
+	if reserve && j.opts.Reserve > 0 {
+		free, err := freeBytes(j.dir)
+		if err == nil && free < rec+j.opts.Reserve {
+			// Dead values in the head may be what fills the volume (a small
+			// volume, a queue that just drained): free them, then look again.
+			if err := j.retireHead(0); err != nil {
+				return err
+			}
+			if free, err = freeBytes(j.dir); err == nil && free < rec+j.opts.Reserve {
+				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads and deletes", ErrDiskFull, free, rec, j.opts.Reserve)
+			}
+			head = j.segs[len(j.segs)-1]
+		}
 	}
 	var hdr [headerSize]byte
 	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
@@ -479,10 +537,10 @@ func (j *Journal) reclaim() error {
 }
 
 // compactable: the oldest segment is less than a quarter live and at least
-// three newer segments exist, so copying its live values forward frees far
-// more than it writes.
+// three newer segments exist (or the head is being retired), so copying its
+// live values forward frees far more than it writes.
 func (j *Journal) compactable(s *segment) bool {
-	return len(j.segs) >= 4 && s.liveBytes < j.opts.SegmentSize/4
+	return (len(j.segs) >= 4 || j.retiring) && s.liveBytes < max(s.size, j.opts.SegmentSize)/4
 }
 
 // compact rewrites s's live values at the head, durably, so s can go.
@@ -499,7 +557,7 @@ func (j *Journal) compact(s *segment) error {
 		ops = append(ops, Op{Kind: Set, Key: key, Value: v})
 	}
 	slices.SortFunc(ops, func(a, b Op) int { return strings.Compare(a.Key, b.Key) })
-	return j.append(encode(nil, ops), true)
+	return j.write(encode(nil, ops), true, false)
 }
 
 func (j *Journal) read(key string) ([]byte, error) {

@@ -265,3 +265,56 @@ func BenchmarkQueueItem(b *testing.B) {
 		})
 	}
 }
+
+// On a (nearly) full volume new keys are refused, while overwrites and
+// deletes still go through: the queue can record the reads and deletes
+// that drain it, and frees space by doing so.
+func TestReserveRefusesNewKeysOnly(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 0)
+	set(t, j, "meta", "0", "item", "v")
+	j.opts.Reserve = 1 << 62 // more than any volume has free
+	err := j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte("1")}, {Kind: Set, Key: "next", Value: []byte("v")}})
+	require.ErrorIs(t, err, ErrDiskFull)
+	assert.Nil(t, get(t, j, "next"))
+	assert.Equal(t, "0", string(get(t, j, "meta")), "a refused batch writes nothing")
+	set(t, j, "meta", "2")
+	del(t, j, "item")
+	require.NoError(t, j.Close())
+	j = open(t, dir, 0)
+	assert.Equal(t, "2", string(get(t, j, "meta")))
+	assert.Nil(t, get(t, j, "item"))
+}
+
+// A queue that drained leaves its items dead in the only segment, the
+// head: it is retired (its few current values copied to a new head) once
+// it is half a segment, or at once when the volume is short of space.
+func TestDrainedHeadIsRetired(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 4<<20)
+	item := bytes.Repeat([]byte("d"), 100<<10)
+	for i := range 30 { // 3 MiB: more than half a segment
+		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(fmt.Sprint(i))}, {Kind: Set, Key: fmt.Sprint(i), Value: item}}))
+	}
+	for i := range 30 {
+		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(fmt.Sprint(i))}, {Kind: Delete, Key: fmt.Sprint(i)}}))
+	}
+	st := j.Stats()
+	assert.Equal(t, 1, st.Keys)
+	assert.Less(t, st.FileBytes, int64(1<<20), "the dead items are gone from disk")
+
+	// Below half a segment, only a short volume retires the head.
+	for i := range 5 {
+		set(t, j, fmt.Sprint(100+i), string(item))
+		del(t, j, fmt.Sprint(100+i))
+	}
+	before := j.Stats().FileBytes
+	assert.Greater(t, before, int64(500<<10))
+	j.opts.Reserve = 1 << 62
+	require.ErrorIs(t, j.Batch([]Op{{Kind: Set, Key: "new", Value: item}}), ErrDiskFull)
+	assert.Less(t, j.Stats().FileBytes, int64(1<<10), "retired while looking for room")
+	require.NoError(t, j.Close())
+	j = open(t, dir, 4<<20)
+	assert.Equal(t, "29", string(get(t, j, "meta")))
+	assert.Equal(t, 1, j.Stats().Keys)
+}

@@ -5,3 +5,6 @@ package journal
 import "os"
 
 func fdatasync(f *os.File) error { return f.Sync() }
+
+// freeBytes is not measured outside Linux: no reserve is kept.
+func freeBytes(string) (int64, error) { return 1 << 62, nil }
