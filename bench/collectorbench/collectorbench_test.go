@@ -1,6 +1,7 @@
 package collectorbench
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -44,5 +45,16 @@ PASS`
 	}
 	if strings.Contains(table, "BenchmarkOther") {
 		t.Error("a benchmark without per-span figures is listed")
+	}
+}
+
+func TestCostModel(t *testing.T) {
+	// 10 µs per span plus 40 µs per request.
+	perReq, perSpan, ok := CostModel(5, 10+40.0/5, 50, 10+40.0/50)
+	if !ok || math.Abs(perReq-40) > 1e-9 || math.Abs(perSpan-10) > 1e-9 {
+		t.Fatalf("CostModel = %v, %v, %v; want 40, 10, true", perReq, perSpan, ok)
+	}
+	if _, _, ok := CostModel(5, 10, 5, 10); ok {
+		t.Error("one request size cannot be split")
 	}
 }

@@ -188,6 +188,7 @@ func (r *Report) writeDurable(w io.Writer) {
 		"the senders and the sink float over the same CPUs as the collector, so that row is a lower bound. Requests of more than one Envoy export\n"+
 		"are several proxies' exports in one request (one resource each), as a batching agent in front would send them.\n",
 		pin, cpuList(2))
+	r.writeCostModel(w)
 	if len(r.DurableLatency) > 0 {
 		fmt.Fprintf(w, "\nAnswer times at a fixed %.0f spans/s (first row's size and cores): what the persistent queue adds per request.\n\n",
 			r.DurableLatency[0].Rate)
@@ -206,6 +207,53 @@ func (r *Report) writeDurable(w io.Writer) {
 			fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s |\n", l.Queue, l.Achieved, ms(l.P50), ms(l.P99), added)
 		}
 	}
+}
+
+// writeCostModel splits the in-memory pipeline's CPU at one core into a
+// cost per request and a cost per span, from the rows of two request
+// sizes (CPU per span = perSpan + perRequest / spans per request), and
+// says what that predicts for other request sizes: why the "spans per
+// CPU-second" of a workload depends on how many spans its requests carry.
+func (r *Report) writeCostModel(w io.Writer) {
+	var small, large *DurableRow
+	for i := range r.Durable {
+		d := &r.Durable[i]
+		if d.Queue != QueueMemory || d.Cores != 1 || d.Received == 0 {
+			continue
+		}
+		if small == nil || d.SpansPerRequest < small.SpansPerRequest {
+			small = d
+		}
+		if d.SpansPerRequest < 100 && d.SpansPerRequest > small.SpansPerRequest*4 {
+			large = d
+		}
+	}
+	if small == nil || large == nil {
+		return
+	}
+	perReq, perSpan, ok := CostModel(small.SpansPerRequest, PerMillion(small.CPU, small.Received),
+		large.SpansPerRequest, PerMillion(large.CPU, large.Received))
+	if !ok {
+		return
+	}
+	fmt.Fprintf(w, "\nCost per request and per span (in-memory queue, one core, from the %.1f- and %.1f-span rows): %.1f CPU µs per request\n"+
+		"plus %.1f CPU µs per span. Predicted spans per CPU-second: %.0f at 5.5 spans per request (an Envoy export), %.0f at 8\n"+
+		"(the size of the propagated requests measured from outside in issue 15), %.0f at 50: most of the difference between\n"+
+		"workloads' spans per CPU-second is their spans per request; the rest is their span mix (see bench/README.md).\n",
+		small.SpansPerRequest, large.SpansPerRequest, perReq, perSpan,
+		1e6/(perSpan+perReq/5.5), 1e6/(perSpan+perReq/8), 1e6/(perSpan+perReq/50))
+}
+
+// CostModel solves cpu = perSpan + perRequest/size for two (size, CPU µs
+// per span) points; ok is false when they do not give positive costs.
+func CostModel(size1, cpu1, size2, cpu2 float64) (perRequest, perSpan float64, ok bool) {
+	d := 1/size1 - 1/size2
+	if d == 0 {
+		return 0, 0, false
+	}
+	perRequest = (cpu1 - cpu2) / d
+	perSpan = cpu1 - perRequest/size1
+	return perRequest, perSpan, perRequest > 0 && perSpan > 0
 }
 
 // microTable turns `go test -bench` lines into a table of the per-span
