@@ -184,9 +184,9 @@ func checkQueueVolume(w Workload, c *corev1.Container, cfg *collectorconfig.Conf
 }
 
 // QueueFileOverhead is how much larger than the bytes it counts the
-// persistent queue's file may grow: measured 1.30-1.35 (e2e
-// TestQueueSizedInBytes, 8 MiB queued: bbolt pages and free lists, the
-// request encoding), bounded at 2.
+// persistent queue's files may grow: measured 1.00 with queue_storage and
+// 1.30-1.35 with file_storage (e2e TestQueueSizedInBytes, 8 MiB queued:
+// bbolt pages and free lists), bounded at 2 for either.
 const QueueFileOverhead = 2
 
 // checkQueueSize: every sending queue stored on the volume is sized in

@@ -89,7 +89,8 @@ type Journal struct {
 	mu     sync.Mutex
 	segs   []*segment // oldest first; the last is the head, open for appends
 	index  map[string]loc
-	dirty  bool // records written since the last sync
+	buf    []byte // the record buffer, reused
+	dirty  bool   // records written since the last sync
 	closed bool
 	// retiring lets reclaim compact the oldest segment whatever the
 	// segment count (see retireHead).
@@ -358,8 +359,14 @@ func (j *Journal) Batch(ops []Op) error {
 			ops[i].Value = nil
 		}
 	}
-	payload := encode(make([]byte, 0, payloadSize(ops)), ops)
-	if err := j.append(payload, durable); err != nil {
+	// One buffer for every record, reused: records are written one at a
+	// time, and a queue item can be megabytes.
+	rec := encode(append(slices.Grow(j.buf[:0], headerSize+payloadSize(ops)), make([]byte, headerSize)...), ops)
+	err := j.append(rec, durable)
+	if cap(rec) <= maxKeptBuffer {
+		j.buf = rec[:0]
+	}
+	if err != nil {
 		return err
 	}
 	if err := j.reclaim(); err != nil {
@@ -413,18 +420,23 @@ func payloadSize(ops []Op) int {
 	return n
 }
 
-// append writes one record at the head and indexes it; with durable (and
+// maxKeptBuffer bounds the record buffer kept between writes.
+const maxKeptBuffer = 8 << 20
+
+// append writes one record (headerSize bytes for its header, then its
+// payload) at the head and indexes it; with durable (and
 // Options.Sync) it is on disk before append returns, and it is refused when
 // it would eat into Options.Reserve unless it is a compaction (which frees
 // space).
-func (j *Journal) append(payload []byte, durable bool) error {
-	return j.write(payload, durable, durable)
+func (j *Journal) append(rec []byte, durable bool) error {
+	return j.write(rec, durable, durable)
 }
 
-func (j *Journal) write(payload []byte, durable, reserve bool) error {
+func (j *Journal) write(rec []byte, durable, reserve bool) error {
+	payload := rec[headerSize:]
 	head := j.segs[len(j.segs)-1]
-	rec := int64(headerSize + len(payload))
-	if head.size > 0 && head.size+rec > j.opts.SegmentSize {
+	size := int64(len(rec))
+	if head.size > 0 && head.size+size > j.opts.SegmentSize {
 		if err := j.roll(); err != nil {
 			return err
 		}
@@ -432,22 +444,21 @@ func (j *Journal) write(payload []byte, durable, reserve bool) error {
 	}
 	if reserve && j.opts.Reserve > 0 {
 		free, err := freeBytes(j.dir)
-		if err == nil && free < rec+j.opts.Reserve {
+		if err == nil && free < size+j.opts.Reserve {
 			// Dead values in the head may be what fills the volume (a small
 			// volume, a queue that just drained): free them, then look again.
 			if err := j.retireHead(0); err != nil {
 				return err
 			}
-			if free, err = freeBytes(j.dir); err == nil && free < rec+j.opts.Reserve {
-				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads and deletes", ErrDiskFull, free, rec, j.opts.Reserve)
+			if free, err = freeBytes(j.dir); err == nil && free < size+j.opts.Reserve {
+				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads and deletes", ErrDiskFull, free, size, j.opts.Reserve)
 			}
 			head = j.segs[len(j.segs)-1]
 		}
 	}
-	var hdr [headerSize]byte
-	binary.LittleEndian.PutUint32(hdr[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(hdr[4:8], crc32.Checksum(payload, crcTable))
-	if _, err := head.f.WriteAt(slices.Concat(hdr[:], payload), head.size); err != nil {
+	binary.LittleEndian.PutUint32(rec[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(payload, crcTable))
+	if _, err := head.f.WriteAt(rec, head.size); err != nil {
 		// Leave no partial record behind for the next append to follow.
 		_ = head.f.Truncate(head.size)
 		return fmt.Errorf("journal write: %w", err)
@@ -465,7 +476,7 @@ func (j *Journal) write(payload []byte, durable, reserve bool) error {
 	if err := j.apply(head, head.size+headerSize, payload); err != nil {
 		return err
 	}
-	head.size += rec
+	head.size += size
 	return nil
 }
 
@@ -557,7 +568,7 @@ func (j *Journal) compact(s *segment) error {
 		ops = append(ops, Op{Kind: Set, Key: key, Value: v})
 	}
 	slices.SortFunc(ops, func(a, b Op) int { return strings.Compare(a.Key, b.Key) })
-	return j.write(encode(nil, ops), true, false)
+	return j.write(encode(make([]byte, headerSize), ops), true, false)
 }
 
 func (j *Journal) read(key string) ([]byte, error) {
