@@ -61,6 +61,7 @@ FUZZ_TARGETS    := processor/istiospanprocessor:FuzzProcessProto \
                    processor/istiospanprocessor/internal/utf8check:FuzzValidString \
                    extension/otlpguardextension/internal/tracecheck:FuzzProto \
                    extension/otlpguardextension/internal/tracecheck:FuzzJSON \
+                   extension/queuestorageextension/internal/journal:FuzzOpen \
                    deploy/internal/collectorconfig:FuzzExpand
 FUZZ_TIME       ?= 60s
 # CI counts executions rather than time: with a time limit, a worker still

@@ -121,9 +121,9 @@ func importFileStorage(path string, j *journal.Journal, logger *zap.Logger) erro
 		if len(ops) == 0 {
 			return nil
 		}
-		err := j.Batch(ops)
+		berr := j.Batch(ops)
 		ops, size = nil, 0
-		return err
+		return berr
 	}
 	err = db.View(func(tx *bbolt.Tx) error {
 		b := tx.Bucket([]byte("default"))

@@ -74,13 +74,13 @@ func TestImportsFileStorageQueue(t *testing.T) {
 	db, err := bbolt.Open(boltPath, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucket([]byte("default"))
-		if err != nil {
-			return err
+		b, cerr := tx.CreateBucket([]byte("default"))
+		if cerr != nil {
+			return cerr
 		}
 		for k, v := range map[string]string{"qmv0": "metadata", "0": "item 0", "1": "item 1"} {
-			if err := b.Put([]byte(k), []byte(v)); err != nil {
-				return err
+			if perr := b.Put([]byte(k), []byte(v)); perr != nil {
+				return perr
 			}
 		}
 		return nil
@@ -92,8 +92,8 @@ func TestImportsFileStorageQueue(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close(ctx)
 	for k, want := range map[string]string{"qmv0": "metadata", "0": "item 0", "1": "item 1"} {
-		v, err := c.Get(ctx, k)
-		require.NoError(t, err)
+		v, gerr := c.Get(ctx, k)
+		require.NoError(t, gerr)
 		assert.Equal(t, want, string(v), k)
 	}
 	_, err = os.Stat(boltPath)

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,7 +82,7 @@ const DefaultSegmentSize = 32 << 20
 var ErrClosed = errors.New("journal is closed")
 
 // Journal is the log and its index. Safe for concurrent use; calls are
-// serialised (the sending queue serialises them anyway).
+// taken one at a time (the sending queue makes them one at a time anyway).
 type Journal struct {
 	dir  string
 	opts Options
@@ -203,30 +204,33 @@ func (j *Journal) replay(id uint64) error {
 	s := &segment{id: id, f: f}
 	j.segs = append(j.segs, s)
 	j.recovered.Segments++
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
 	r := bufio.NewReaderSize(f, 1<<20)
 	var off int64
 	var hdr [headerSize]byte
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if _, rerr := io.ReadFull(r, hdr[:]); rerr != nil {
 			break // end, or a header cut short
 		}
 		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+		if off+headerSize+n > st.Size() {
+			break // cut short; and a garbage length must not size an allocation
+		}
 		payload := make([]byte, n)
-		if _, err := io.ReadFull(r, payload); err != nil {
+		if _, rerr := io.ReadFull(r, payload); rerr != nil {
 			break
 		}
 		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:8]) {
 			break
 		}
-		if err := j.apply(s, off+headerSize, payload); err != nil {
+		if j.apply(s, off+headerSize, payload) != nil {
 			break // well-framed but not ours to read: treat as torn
 		}
 		off += headerSize + n
 		j.recovered.Records++
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return err
 	}
 	if st.Size() > off {
 		j.recovered.TornBytes += st.Size() - off
@@ -262,33 +266,75 @@ func encode(buf []byte, ops []Op) []byte {
 	return buf
 }
 
+// finish fills in a record's header: its payload's length and CRC-32C.
+// The payload is at most 4 GiB (checked by write).
+func finish(rec []byte) []byte {
+	payload := rec[headerSize:]
+	binary.LittleEndian.PutUint32(rec[0:4], uint32(len(payload))) //nolint:gosec // at most 4 GiB
+	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(payload, crcTable))
+	return rec
+}
+
 var errBadRecord = errors.New("malformed record")
+
+// parsedOp is one set or delete of a record; a set's value is at off, n
+// bytes, in the payload.
+type parsedOp struct {
+	kind   OpKind
+	key    string
+	off, n int
+}
+
+// parse reads a record's ops, all or none.
+func parse(payload []byte) ([]parsedOp, error) {
+	var ops []parsedOp
+	for p := 0; p < len(payload); {
+		op := parsedOp{kind: OpKind(payload[p])}
+		key, next, ok := field(payload, p+1)
+		if !ok {
+			return nil, errBadRecord
+		}
+		op.key, p = string(key), next
+		switch op.kind {
+		case Set:
+			value, next, ok := field(payload, p)
+			if !ok {
+				return nil, errBadRecord
+			}
+			op.off, op.n, p = next-len(value), len(value), next
+		case Delete:
+		default:
+			return nil, errBadRecord
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// field reads a uvarint length at b[p:] and that many bytes after it.
+func field(b []byte, p int) (val []byte, next int, ok bool) {
+	if p > len(b) {
+		return nil, 0, false
+	}
+	n, k := binary.Uvarint(b[p:])
+	if k <= 0 || n > uint64(len(b)-p-k) { //nolint:gosec // len(b)-p-k >= 0: Uvarint read k bytes of b[p:]
+		return nil, 0, false
+	}
+	end := p + k + int(n) //nolint:gosec // n <= len(b)
+	return b[p+k : end], end, true
+}
 
 // apply indexes a record's ops; base is the payload's offset in s.
 func (j *Journal) apply(s *segment, base int64, payload []byte) error {
-	for p := 0; p < len(payload); {
-		kind := OpKind(payload[p])
-		p++
-		kl, k := binary.Uvarint(payload[p:])
-		if k <= 0 || uint64(len(payload)-p-k) < kl {
-			return errBadRecord
-		}
-		p += k
-		key := string(payload[p : p+int(kl)])
-		p += int(kl)
-		switch kind {
-		case Set:
-			vl, k := binary.Uvarint(payload[p:])
-			if k <= 0 || uint64(len(payload)-p-k) < vl {
-				return errBadRecord
-			}
-			p += k
-			j.put(key, loc{seg: s, off: base + int64(p), n: int64(vl)})
-			p += int(vl)
-		case Delete:
-			j.drop(key)
-		default:
-			return errBadRecord
+	ops, err := parse(payload)
+	if err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if op.kind == Set {
+			j.put(op.key, loc{seg: s, off: base + int64(op.off), n: int64(op.n)})
+		} else {
+			j.drop(op.key)
 		}
 	}
 	return nil
@@ -443,21 +489,23 @@ func (j *Journal) write(rec []byte, durable, reserve bool) error {
 		head = j.segs[len(j.segs)-1]
 	}
 	if reserve && j.opts.Reserve > 0 {
-		free, err := freeBytes(j.dir)
-		if err == nil && free < size+j.opts.Reserve {
+		free, ferr := freeBytes(j.dir)
+		if ferr == nil && free < size+j.opts.Reserve {
 			// Dead values in the head may be what fills the volume (a small
 			// volume, a queue that just drained): free them, then look again.
 			if err := j.retireHead(0); err != nil {
 				return err
 			}
-			if free, err = freeBytes(j.dir); err == nil && free < size+j.opts.Reserve {
+			if free, ferr = freeBytes(j.dir); ferr == nil && free < size+j.opts.Reserve {
 				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads and deletes", ErrDiskFull, free, size, j.opts.Reserve)
 			}
 			head = j.segs[len(j.segs)-1]
 		}
 	}
-	binary.LittleEndian.PutUint32(rec[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(rec[4:8], crc32.Checksum(payload, crcTable))
+	if len(payload) > math.MaxUint32 {
+		return fmt.Errorf("journal: a record of %d bytes is over the format's 4 GiB", len(payload))
+	}
+	finish(rec)
 	if _, err := head.f.WriteAt(rec, head.size); err != nil {
 		// Leave no partial record behind for the next append to follow.
 		_ = head.f.Truncate(head.size)

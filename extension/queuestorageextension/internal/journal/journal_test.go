@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -29,7 +30,7 @@ func get(t *testing.T, j *Journal, key string) []byte {
 func set(t *testing.T, j *Journal, kv ...string) {
 	t.Helper()
 	var ops []Op
-	for i := 0; i < len(kv); i += 2 {
+	for i := 0; i+1 < len(kv); i += 2 {
 		ops = append(ops, Op{Kind: Set, Key: kv[i], Value: []byte(kv[i+1])})
 	}
 	require.NoError(t, j.Batch(ops))
@@ -86,7 +87,7 @@ func TestBatchGetsSeeEarlierOps(t *testing.T) {
 // cuts it off and keeps every record before it.
 func TestTornTailIsCutOff(t *testing.T) {
 	for _, cut := range []int{1, headerSize - 1, headerSize, headerSize + 3} {
-		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+		t.Run(strconv.Itoa(cut), func(t *testing.T) {
 			dir := t.TempDir()
 			j := open(t, dir, 0)
 			set(t, j, "1", "first")
@@ -146,9 +147,9 @@ func TestDeadSegmentsAreRemoved(t *testing.T) {
 	j := open(t, dir, 1<<20)
 	item := bytes.Repeat([]byte("x"), 100<<10)
 	for i := range 200 { // 20 MiB through a queue that holds at most 4 items
-		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(fmt.Sprint(i))}, {Kind: Set, Key: fmt.Sprint(i), Value: item}}))
+		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(strconv.Itoa(i))}, {Kind: Set, Key: strconv.Itoa(i), Value: item}}))
 		if i >= 4 {
-			del(t, j, fmt.Sprint(i-4))
+			del(t, j, strconv.Itoa(i-4))
 		}
 	}
 	st := j.Stats()
@@ -162,7 +163,7 @@ func TestDeadSegmentsAreRemoved(t *testing.T) {
 	require.NoError(t, j.Close())
 	j = open(t, dir, 1<<20)
 	for i := 196; i < 200; i++ {
-		assert.Equal(t, item, get(t, j, fmt.Sprint(i)))
+		assert.Equal(t, item, get(t, j, strconv.Itoa(i)))
 	}
 	assert.Equal(t, "199", string(get(t, j, "meta")))
 }
@@ -175,9 +176,9 @@ func TestPinnedSegmentIsCompacted(t *testing.T) {
 	set(t, j, "stuck", "an item whose export never ends")
 	item := bytes.Repeat([]byte("y"), 100<<10)
 	for i := range 200 {
-		set(t, j, fmt.Sprint(i), string(item))
+		set(t, j, strconv.Itoa(i), string(item))
 		if i >= 2 {
-			del(t, j, fmt.Sprint(i-2))
+			del(t, j, strconv.Itoa(i-2))
 		}
 	}
 	st := j.Stats()
@@ -256,7 +257,7 @@ func BenchmarkQueueItem(b *testing.B) {
 			meta := bytes.Repeat([]byte("m"), 40)
 			b.SetBytes(int64(size))
 			for i := 0; b.Loop(); i++ {
-				key := fmt.Sprint(i)
+				key := strconv.Itoa(i)
 				require.NoError(b, j.Batch([]Op{{Kind: Set, Key: "meta", Value: meta}, {Kind: Set, Key: key, Value: item}}))
 				ops := []Op{{Kind: Set, Key: "meta", Value: meta}, {Kind: Get, Key: key}}
 				require.NoError(b, j.Batch(ops))
@@ -294,10 +295,10 @@ func TestDrainedHeadIsRetired(t *testing.T) {
 	j := open(t, dir, 4<<20)
 	item := bytes.Repeat([]byte("d"), 100<<10)
 	for i := range 30 { // 3 MiB: more than half a segment
-		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(fmt.Sprint(i))}, {Kind: Set, Key: fmt.Sprint(i), Value: item}}))
+		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(strconv.Itoa(i))}, {Kind: Set, Key: strconv.Itoa(i), Value: item}}))
 	}
 	for i := range 30 {
-		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(fmt.Sprint(i))}, {Kind: Delete, Key: fmt.Sprint(i)}}))
+		require.NoError(t, j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte(strconv.Itoa(i))}, {Kind: Delete, Key: strconv.Itoa(i)}}))
 	}
 	st := j.Stats()
 	assert.Equal(t, 1, st.Keys)
@@ -305,8 +306,8 @@ func TestDrainedHeadIsRetired(t *testing.T) {
 
 	// Below half a segment, only a short volume retires the head.
 	for i := range 5 {
-		set(t, j, fmt.Sprint(100+i), string(item))
-		del(t, j, fmt.Sprint(100+i))
+		set(t, j, strconv.Itoa(100+i), string(item))
+		del(t, j, strconv.Itoa(100+i))
 	}
 	before := j.Stats().FileBytes
 	assert.Greater(t, before, int64(500<<10))
