@@ -41,11 +41,11 @@ func FuzzOpen(f *testing.F) {
 		if int64(len(kept))+rec.TornBytes != int64(len(seg)) || !bytes.HasPrefix(seg, kept) {
 			t.Fatalf("kept %d bytes (a prefix: %v) and cut %d of %d", len(kept), bytes.HasPrefix(seg, kept), rec.TornBytes, len(seg))
 		}
-		if err := j.Batch([]Op{{Kind: Set, Key: "after", Value: []byte("v")}}); err != nil {
+		if err = j.Batch([]Op{{Kind: Set, Key: "after", Value: []byte("v")}}); err != nil {
 			t.Fatal(err)
 		}
 		keys := j.Stats().Keys
-		if err := j.Close(); err != nil {
+		if err = j.Close(); err != nil {
 			t.Fatal(err)
 		}
 		j, err = Open(dir, Options{})
