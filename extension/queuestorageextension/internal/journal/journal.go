@@ -90,8 +90,9 @@ type Journal struct {
 	mu     sync.Mutex
 	segs   []*segment // oldest first; the last is the head, open for appends
 	index  map[string]loc
-	buf    []byte // the record buffer, reused
-	dirty  bool   // records written since the last sync
+	lock   *os.File // held (flock) while open: one writer per directory
+	buf    []byte   // the record buffer, reused
+	dirty  bool     // records written since the last sync
 	closed bool
 	// retiring lets reclaim compact the oldest segment whatever the
 	// segment count (see retireHead).
@@ -140,9 +141,14 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	j := &Journal{dir: dir, opts: opts, index: map[string]loc{}}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{dir: dir, opts: opts, index: map[string]loc{}, lock: lock}
 	ids, err := segmentIDs(dir)
 	if err != nil {
+		j.closeFiles()
 		return nil, err
 	}
 	for _, id := range ids {
@@ -153,6 +159,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	if len(j.segs) == 0 {
 		if err := j.newSegment(1); err != nil {
+			j.closeFiles()
 			return nil, err
 		}
 	}
@@ -673,6 +680,24 @@ func (j *Journal) closeFiles() {
 	for _, s := range j.segs {
 		_ = s.f.Close()
 	}
+	_ = j.lock.Close() // releases the flock
+}
+
+// ErrLocked is returned by Open when another Journal, in this process or
+// another, has the directory open: two writers would interleave records.
+var ErrLocked = errors.New("journal directory is in use by another writer")
+
+// lockDir takes an exclusive lock on dir's lock file, without waiting.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // dir is the configured queue directory
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("%w: %s (%w)", ErrLocked, dir, err)
+	}
+	return f, nil
 }
 
 // Stats describe the journal's files, for tests and telemetry.

@@ -158,7 +158,7 @@ func TestDeadSegmentsAreRemoved(t *testing.T) {
 	assert.Less(t, st.FileBytes, int64(2<<20))
 	files, err := os.ReadDir(dir)
 	require.NoError(t, err)
-	assert.Len(t, files, st.Segments)
+	assert.Len(t, files, st.Segments+1, "the segments and the lock file")
 
 	require.NoError(t, j.Close())
 	j = open(t, dir, 1<<20)
@@ -318,4 +318,17 @@ func TestDrainedHeadIsRetired(t *testing.T) {
 	j = open(t, dir, 4<<20)
 	assert.Equal(t, "29", string(get(t, j, "meta")))
 	assert.Equal(t, 1, j.Stats().Keys)
+}
+
+// Two writers on one directory would interleave records: the second Open
+// is refused while the first is open, and succeeds once it is closed.
+func TestOneWriterPerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 0)
+	_, err := Open(dir, Options{})
+	require.ErrorIs(t, err, ErrLocked)
+	require.NoError(t, j.Close())
+	j2, err := Open(dir, Options{})
+	require.NoError(t, err)
+	require.NoError(t, j2.Close())
 }

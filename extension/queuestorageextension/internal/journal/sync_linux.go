@@ -19,3 +19,7 @@ func freeBytes(dir string) (int64, error) {
 	}
 	return int64(st.Bavail) * st.Bsize, nil //nolint:gosec // block counts fit int64
 }
+
+// flock takes an exclusive advisory lock on f, failing at once if it is
+// held (by another open of the file, in this process or another).
+func flock(f *os.File) error { return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) }
