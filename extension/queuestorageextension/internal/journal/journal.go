@@ -473,8 +473,10 @@ func payloadSize(ops []Op) int {
 	return n
 }
 
-// maxKeptBuffer bounds the record buffer kept between writes.
-const maxKeptBuffer = 8 << 20
+// maxKeptBuffer bounds the record buffer kept between writes: enough for
+// the groups of Envoy-sized requests that make most writes; a larger record
+// (a request near the item limit) is garbage once written, not held.
+const maxKeptBuffer = 1 << 20
 
 // append writes one record (headerSize bytes for its header, then its
 // payload) at the head and indexes it; with durable (and
