@@ -40,6 +40,7 @@ func storageOf(variant string) string {
 // DurableRow is one queue variant at one (cores, request size), summed over
 // its rounds: the senders send as fast as they are answered.
 type DurableRow struct {
+	Senders         int
 	Cores           int
 	SpansPerRequest float64
 	Queue           string
@@ -87,6 +88,7 @@ type durableConfig struct {
 	variants []string
 	rounds   int
 	latency  bool // also measure answer times at DurableLatencyRate
+	senders  int
 }
 
 // runDurable is the durable section: in-memory vs persistent queue (fsync),
@@ -98,12 +100,20 @@ func runDurable(ctx context.Context, o Options, dir string, logf func(string, ..
 			if i > 0 && j > 0 {
 				continue // cores are compared at the first (Envoy) size only
 			}
-			c := durableConfig{cores: cores, size: size, variants: []string{QueueMemory, QueueJournal, QueueFile}, rounds: 1}
+			c := durableConfig{cores: cores, size: size, variants: []string{QueueMemory, QueueJournal, QueueFile}, rounds: 1, senders: o.Workers}
 			if i == 0 && j == 0 {
 				c.variants = append(c.variants, QueueJournalNoGroupCommit)
 				c.rounds, c.latency = o.DurableRounds, true
 			}
 			configs = append(configs, c)
+		}
+	}
+	for _, n := range o.DurableSenders {
+		if n != o.Workers && len(o.DurableCores) > 0 && len(o.DurableSizes) > 0 {
+			// More concurrent senders (a mesh has one per sidecar) at the
+			// first cores and size: larger groups per queue write.
+			configs = append(configs, durableConfig{cores: o.DurableCores[0], size: o.DurableSizes[0],
+				variants: []string{QueueMemory, QueueJournal, QueueFile}, rounds: 1, senders: n})
 		}
 	}
 	var rows []DurableRow
@@ -158,7 +168,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 		}
 		defer s.Stop()
 		queue := storageOf(v)
-		name := fmt.Sprintf("durable-%dc-%ds-%d", dc.cores, dc.size, i)
+		name := fmt.Sprintf("durable-%dc-%ds-%dw-%d", dc.cores, dc.size, dc.senders, i)
 		c, err := StartCollector(ctx, Full, CollectorOptions{Binary: o.Binary, CPUs: cpus, GOMAXPROCS: dc.cores,
 			Dir: dir, SinkAddr: s.Endpoint(), Queue: queue, Compression: o.Compression,
 			NoGroupCommit: v == QueueJournalNoGroupCommit, Name: name})
@@ -170,7 +180,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 	}
 	phase := func(v string, rate float64, d time.Duration) (DurableRow, LoadResult, error) {
 		t := targets[v]
-		r, err := NewReplayer("grpc", t.col.GRPC, pool, o.Workers)
+		r, err := NewReplayer("grpc", t.col.GRPC, pool, dc.senders)
 		if err != nil {
 			return DurableRow{}, LoadResult{}, err
 		}
@@ -194,7 +204,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 		}
 		rss, _ := t.col.PeakRSS()
 		w1, _ := t.col.WriteBytes()
-		row := DurableRow{DiskWrites: w1 - w0, Cores: dc.cores, SpansPerRequest: perReq, Queue: v, Accepted: lr.Accepted,
+		row := DurableRow{DiskWrites: w1 - w0, Senders: dc.senders, Cores: dc.cores, SpansPerRequest: perReq, Queue: v, Accepted: lr.Accepted,
 			Received: t.sink.Spans() - s0, Refused: lr.Refused, CPU: cpu1 - cpu0, Wall: wall, LoadTime: lr.Duration,
 			PeakRSS: rss, Latencies: lr.Latencies}
 		return row, lr, ctx.Err()

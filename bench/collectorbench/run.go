@@ -59,8 +59,11 @@ type Options struct {
 	// the first of DurableCores and DurableSizes (spans per request), once
 	// at the other sizes and core counts; then answer times at
 	// DurableLatencyRate spans/s. DurableDrain bounds the wait for delivery.
-	DurableCores       []int
-	DurableSizes       []int
+	DurableCores []int
+	DurableSizes []int
+	// DurableSenders adds rows at the first cores and size with other
+	// numbers of concurrent senders than Workers.
+	DurableSenders     []int
 	DurablePhase       time.Duration
 	DurableRounds      int
 	DurableLatencyRate float64
@@ -78,26 +81,27 @@ func DefaultOptions() Options {
 		cpus = "0"
 	}
 	return Options{
-		Protocols:     []string{"grpc", "http"},
-		CompareRate:   20000,
-		PhaseDuration: 8 * time.Second,
-		Rounds:        3,
-		MaxRateSteps:  []float64{20000, 30000, 40000, 50000, 60000, 70000, 80000, 100000, 120000, 150000},
-		StepDuration:  5 * time.Second,
-		Drain:         3 * time.Second,
-		Workers:       64,
-		Queue:         "memory",
-		Compression:   "gzip",
-		PoolSpans:     60000,
-		GOMAXPROCS:    1,
-		CollectorCPUs: cpus,
-		Ceiling:       true,
-		OrphanHeavy:   true,
-		Sections:      []string{"compare", "steps", "durable"},
-		DurableCores:  []int{1, 2},
-		DurableSizes:  []int{5, 50, 512},
-		DurablePhase:  6 * time.Second,
-		DurableRounds: 2,
+		Protocols:      []string{"grpc", "http"},
+		CompareRate:    20000,
+		PhaseDuration:  8 * time.Second,
+		Rounds:         3,
+		MaxRateSteps:   []float64{20000, 30000, 40000, 50000, 60000, 70000, 80000, 100000, 120000, 150000},
+		StepDuration:   5 * time.Second,
+		Drain:          3 * time.Second,
+		Workers:        64,
+		Queue:          "memory",
+		Compression:    "gzip",
+		PoolSpans:      60000,
+		GOMAXPROCS:     1,
+		CollectorCPUs:  cpus,
+		Ceiling:        true,
+		OrphanHeavy:    true,
+		Sections:       []string{"compare", "steps", "durable"},
+		DurableCores:   []int{1, 2},
+		DurableSizes:   []int{5, 50, 512},
+		DurableSenders: []int{256},
+		DurablePhase:   6 * time.Second,
+		DurableRounds:  2,
 		// Well under the persistent queue's rate, so the answer times are
 		// the queue's, not a backlog's.
 		DurableLatencyRate: 10000,

@@ -47,6 +47,7 @@ func run() error {
 	sections := flag.String("sections", strings.Join(d.Sections, ","), "sections to run: compare, steps, durable")
 	durableCores := flag.String("durable-cores", joinInts(d.DurableCores), "durable section: collector cores (GOMAXPROCS and CPUs) to compare")
 	durableSizes := flag.String("durable-sizes", joinInts(d.DurableSizes), "durable section: spans per request to compare")
+	durableSenders := flag.String("durable-senders", joinInts(d.DurableSenders), "durable section: other numbers of concurrent senders than -workers, at the first cores and size (empty: none)")
 	flag.DurationVar(&o.DurablePhase, "durable-phase", d.DurablePhase, "durable section: duration of each saturation phase")
 	flag.IntVar(&o.DurableRounds, "durable-rounds", d.DurableRounds, "durable section: rounds at the first size and core count")
 	flag.Float64Var(&o.DurableLatencyRate, "durable-latency-rate", d.DurableLatencyRate, "durable section: spans/s at which answer times are compared")
@@ -60,6 +61,12 @@ func run() error {
 	}
 	if o.DurableSizes, parseErr = parseInts(*durableSizes); parseErr != nil {
 		return fmt.Errorf("-durable-sizes: %w", parseErr)
+	}
+	o.DurableSenders = nil
+	if *durableSenders != "" {
+		if o.DurableSenders, parseErr = parseInts(*durableSenders); parseErr != nil {
+			return fmt.Errorf("-durable-senders: %w", parseErr)
+		}
 	}
 
 	o.Binary = *binary
