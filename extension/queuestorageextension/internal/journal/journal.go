@@ -386,36 +386,25 @@ func (j *Journal) Batch(ops []Op) error {
 			writes++
 		}
 	}
-	if writes == 0 {
-		for i := range ops {
-			v, err := j.read(ops[i].Key)
-			if err != nil {
-				return err
-			}
-			ops[i].Value = v
-		}
-		return nil
-	}
 	// Gets are answered before the record is applied, from the ops before
 	// them in this batch or from the index.
 	for i := range ops {
 		if ops[i].Kind != Get {
 			continue
 		}
-		v, found, err := j.readThrough(ops[:i], ops[i].Key)
+		v, err := j.readThrough(ops[:i], ops[i].Key)
 		if err != nil {
 			return err
 		}
-		if found {
-			ops[i].Value = v
-		} else {
-			ops[i].Value = nil
-		}
+		ops[i].Value = v
+	}
+	if writes == 0 {
+		return nil
 	}
 	// One buffer for every record, reused: records are written one at a
 	// time, and a queue item can be megabytes.
 	rec := encode(append(slices.Grow(j.buf[:0], headerSize+payloadSize(ops)), make([]byte, headerSize)...), ops)
-	err := j.append(rec, durable)
+	err := j.write(rec, durable, durable)
 	if cap(rec) <= maxKeptBuffer {
 		j.buf = rec[:0]
 	}
@@ -445,8 +434,9 @@ func (j *Journal) retireHead(minSize int64) error {
 	return j.reclaim()
 }
 
-// readThrough is the value of key after the sets and deletes in before.
-func (j *Journal) readThrough(before []Op, key string) ([]byte, bool, error) {
+// readThrough is the value of key (nil: none) after the sets and deletes
+// in before.
+func (j *Journal) readThrough(before []Op, key string) ([]byte, error) {
 	for i := len(before) - 1; i >= 0; i-- {
 		op := before[i]
 		if op.Key != key {
@@ -454,13 +444,12 @@ func (j *Journal) readThrough(before []Op, key string) ([]byte, bool, error) {
 		}
 		switch op.Kind {
 		case Set:
-			return slices.Clone(op.Value), true, nil
+			return slices.Clone(op.Value), nil
 		case Delete:
-			return nil, false, nil
+			return nil, nil
 		}
 	}
-	v, err := j.read(key)
-	return v, v != nil, err
+	return j.read(key)
 }
 
 func payloadSize(ops []Op) int {
@@ -478,15 +467,10 @@ func payloadSize(ops []Op) int {
 // (a request near the item limit) is garbage once written, not held.
 const maxKeptBuffer = 1 << 20
 
-// append writes one record (headerSize bytes for its header, then its
-// payload) at the head and indexes it; with durable (and
-// Options.Sync) it is on disk before append returns, and it is refused when
-// it would eat into Options.Reserve unless it is a compaction (which frees
-// space).
-func (j *Journal) append(rec []byte, durable bool) error {
-	return j.write(rec, durable, durable)
-}
-
+// write writes one record (headerSize bytes for its header, then its
+// payload) at the head and indexes it. With durable (and Options.Sync) it is
+// on disk before write returns; with reserve it is refused when it would
+// eat into Options.Reserve (a compaction, which frees space, is not).
 func (j *Journal) write(rec []byte, durable, reserve bool) error {
 	payload := rec[headerSize:]
 	head := j.segs[len(j.segs)-1]
