@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
@@ -114,6 +118,9 @@ func measure(b *testing.B, p processor.Traces, src []ptrace.Traces) {
 //   - renamed, normalised, orphans, non_istio: 1000 spans of one kind.
 //   - left_alone: the mixed batch after it went through the processor once,
 //     fed again: nothing is left to change.
+//   - mixed_per_export_hot: mixed_per_export with each export decoded just
+//     before its call, as from the receiver.
+//   - floor_read_every_string, mixed_steps/*: where the time goes.
 func BenchmarkIstioSpan(b *testing.B) {
 	mixed, err := workload.Mixed(batchSpans, 1)
 	if err != nil {
@@ -145,6 +152,50 @@ func BenchmarkIstioSpan(b *testing.B) {
 		p, _ := newProcessor(b, map[string]any{"invalid_utf8": "forward"})
 		measure(b, p, exports)
 	})
+	// As deployed: each export decoded from OTLP protobuf, as the receiver
+	// does, just before its call, so its ~5 spans are in cache as they are
+	// when istio_span gets them. mixed_per_export copies all ~180 exports
+	// first, so each call starts on spans that left the L2 cache.
+	wire := make([][]byte, len(exports))
+	for i, td := range exports {
+		if wire[i], err = (&ptrace.ProtoMarshaler{}).MarshalTraces(td); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("mixed_per_export_hot", func(b *testing.B) {
+		p, _ := newProcessor(b, nil)
+		measureDecoded(b, p, wire)
+	})
+	// The floor of the UTF-8 check, in the same harness: the first byte of
+	// every attribute key and string value and of span and scope names,
+	// nothing else, which is the least any pass over every string pays. The
+	// check is this read plus the rest of each string.
+	b.Run("floor_read_every_string", func(b *testing.B) {
+		measure(b, readEveryString{}, []ptrace.Traces{mixed})
+	})
+	// What each step adds, on the mixed batch without the UTF-8 check:
+	// each sub-benchmark turns on one more step than the one before; the
+	// last is mixed_utf8_forward. 1_identity reads every span's Istio
+	// identity and changes nothing (format preserve, no semconv).
+	steps := []struct {
+		name      string
+		overrides map[string]any
+	}{
+		{"1_identity", map[string]any{"service_name": map[string]any{"format": "preserve", "semconv_attributes": false},
+			"orphans": map[string]any{"enabled": false}}},
+		{"2_rename", map[string]any{"service_name": map[string]any{"semconv_attributes": false},
+			"orphans": map[string]any{"enabled": false}}},
+		{"3_semconv", map[string]any{"orphans": map[string]any{"enabled": false}}},
+		{"4_orphan_flags", map[string]any{"orphans": map[string]any{"link_by_request_id": false}}},
+		{"5_relink", map[string]any{}},
+	}
+	for _, st := range steps {
+		b.Run("mixed_steps/"+st.name, func(b *testing.B) {
+			st.overrides["invalid_utf8"] = "forward"
+			p, _ := newProcessor(b, st.overrides)
+			measure(b, p, []ptrace.Traces{mixed})
+		})
+	}
 	for _, m := range workload.Mix {
 		b.Run(string(m.Kind), func(b *testing.B) {
 			td, err := workload.Batch(m.Kind, batchSpans, 2)
@@ -192,6 +243,90 @@ func BenchmarkIstioSpan(b *testing.B) {
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/(n*spans), "allocs/span")
 	})
 }
+
+// measureDecoded is measure for exports that arrive as OTLP protobuf, as
+// from the receiver. Each iteration decodes every export twice: once alone,
+// then each followed at once by its call, while its spans are in cache. The
+// difference of the two passes is p's cost (ns/span); decode_ns/span is the
+// decoding's, for scale. Timing a single ~5-span call with StopTimer and
+// StartTimer would not do: each stops the world (ReadMemStats).
+func measureDecoded(b *testing.B, p processor.Traces, wire [][]byte) {
+	ctx := context.Background()
+	decode := func(raw []byte) ptrace.Traces {
+		td, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return td
+	}
+	spans := 0
+	for _, raw := range wire {
+		spans += decode(raw).SpanCount()
+	}
+	var decoding, both time.Duration
+	for b.Loop() {
+		start := time.Now()
+		for _, raw := range wire {
+			decodeSink = decode(raw)
+		}
+		mid := time.Now()
+		for _, raw := range wire {
+			if err := p.ConsumeTraces(ctx, decode(raw)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		decoding += mid.Sub(start)
+		both += time.Since(mid)
+	}
+	n := float64(b.N) * float64(spans)
+	b.ReportMetric(float64((both-decoding).Nanoseconds())/n, "ns/span")
+	b.ReportMetric(float64(decoding.Nanoseconds())/n, "decode_ns/span")
+}
+
+var decodeSink ptrace.Traces
+
+// readEveryString is a processor that reads the first byte of every string
+// istio_span's UTF-8 check reads in full: a floor for any pass over a
+// span's attributes, paid in cache misses on a batch that is not in cache.
+type readEveryString struct{}
+
+var readSink byte
+
+func (readEveryString) ConsumeTraces(_ context.Context, td ptrace.Traces) error {
+	var acc byte
+	first := func(s string) {
+		if s != "" {
+			acc ^= s[0]
+		}
+	}
+	attrs := func(m pcommon.Map) {
+		for k, v := range m.All() {
+			first(k)
+			if v.Type() == pcommon.ValueTypeStr {
+				first(v.Str())
+			}
+		}
+	}
+	for _, rs := range td.ResourceSpans().All() {
+		attrs(rs.Resource().Attributes())
+		for _, ss := range rs.ScopeSpans().All() {
+			first(ss.Scope().Name())
+			attrs(ss.Scope().Attributes())
+			for _, s := range ss.Spans().All() {
+				first(s.Name())
+				attrs(s.Attributes())
+			}
+		}
+	}
+	readSink ^= acc
+	return nil
+}
+
+func (readEveryString) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+func (readEveryString) Start(context.Context, component.Host) error { return nil }
+
+func (readEveryString) Shutdown(context.Context) error { return nil }
 
 // BenchmarkRelinkIndexMemory fills the orphan step's x-request-id index to
 // its default bound (orphans.max_tracked) with orphan traffic, through the

@@ -40,7 +40,7 @@ BenchmarkIstioSpan/mixed-2   2442  430482 ns/op  67.32 B/span  4.823 allocs/reso
 BenchmarkOther-2   10  5 ns/op
 PASS`
 	table := microTable(out)
-	if !strings.Contains(table, "| BenchmarkIstioSpan/mixed-2 | 430.5 | 67.32 | 0.8730 | 4.823 |  |  |") {
+	if !strings.Contains(table, "| BenchmarkIstioSpan/mixed-2 | 430.5 | 67.32 | 0.8730 | 4.823 |  |  |  |") {
 		t.Errorf("table:\n%s", table)
 	}
 	if strings.Contains(table, "BenchmarkOther") {

@@ -260,7 +260,7 @@ func CostModel(size1, cpu1, size2, cpu2 float64) (perRequest, perSpan float64, o
 // microTable turns `go test -bench` lines into a table of the per-span
 // metrics our benchmarks report.
 func microTable(out string) string {
-	units := []string{"ns/span", "B/span", "allocs/span", "allocs/resource", "MiB", "B/request_id"}
+	units := []string{"ns/span", "B/span", "allocs/span", "allocs/resource", "MiB", "B/request_id", "decode_ns/span"}
 	var b strings.Builder
 	b.WriteString("| benchmark | " + strings.Join(units, " | ") + " |\n|---|" + strings.Repeat("---|", len(units)) + "\n")
 	sc := bufio.NewScanner(strings.NewReader(out))
