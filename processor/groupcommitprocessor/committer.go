@@ -34,6 +34,7 @@ type committer struct {
 	next     consumer.Traces
 	maxSpans int
 	maxBytes int
+	maxItems int
 	tb       *metadata.TelemetryBuilder
 	sizer    ptrace.ProtoMarshaler
 
@@ -52,6 +53,7 @@ type group struct {
 	members []*request // members[0] leads the group's write
 	spans   int
 	bytes   int
+	items   int
 }
 
 // requestState moves waiting -> taken|leading -> answered, under committer.mu.
@@ -74,6 +76,7 @@ type request struct {
 	td    ptrace.Traces
 	spans int
 	bytes int
+	items int
 	group *group
 	state requestState
 	// wake gets one signal: when the request becomes leading or answered.
@@ -82,7 +85,10 @@ type request struct {
 }
 
 func newCommitter(cfg *Config, next consumer.Traces, tb *metadata.TelemetryBuilder) *committer {
-	return &committer{next: next, maxSpans: cfg.MaxSpans, maxBytes: cfg.MaxBytes, maxWait: cfg.MaxWait, tb: tb}
+	return &committer{
+		next: next, maxSpans: cfg.MaxSpans, maxBytes: cfg.MaxBytes, maxItems: cfg.MaxItems,
+		maxWait: cfg.MaxWait, tb: tb,
+	}
 }
 
 // Capabilities: the resources of waiting requests are moved into the
@@ -108,9 +114,7 @@ func (c *committer) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
 
 	// A write is in flight: this request will wait, so it is worth sizing
 	// (outside the lock: it walks the whole request).
-	if c.maxBytes > 0 {
-		r.bytes = c.sizer.TracesSize(td)
-	}
+	c.size(r)
 	r.wake = make(chan struct{}, 1)
 	c.mu.Lock()
 	if !c.writing { // the write finished meanwhile
@@ -142,11 +146,9 @@ func (c *committer) gatherTime() time.Duration {
 // then writes it. Called with c.mu held and c.writing set; unlocks.
 func (c *committer) gather(r *request, wait time.Duration) error {
 	r.wake = make(chan struct{}, 1)
-	if c.maxBytes > 0 {
-		// Sized under the lock, so that no request joins before the group's
-		// byte count includes its leader; the others wait for a write anyway.
-		r.bytes = c.sizer.TracesSize(r.td)
-	}
+	// Sized under the lock, so that no request joins before the group's
+	// sizes include its leader; the others wait for a write anyway.
+	c.size(r)
 	g := &group{}
 	c.groups = append(c.groups, g)
 	c.add(g, r)
@@ -156,6 +158,17 @@ func (c *committer) gather(r *request, wait time.Duration) error {
 	time.Sleep(wait)
 	c.handOff() // g is the oldest group: r becomes its leader
 	return c.wait(r)
+}
+
+// size measures what max_bytes and max_items bound, for a request that
+// joins a group.
+func (c *committer) size(r *request) {
+	if c.maxBytes > 0 {
+		r.bytes = c.sizer.TracesSize(r.td)
+	}
+	if c.maxItems > 0 {
+		r.items = itemsOf(r.td)
+	}
 }
 
 func (c *committer) writeAlone(r *request) error {
@@ -169,7 +182,8 @@ func (c *committer) writeAlone(r *request) error {
 func (c *committer) join(r *request) {
 	if n := len(c.groups); n > 0 {
 		g := c.groups[n-1]
-		if g.spans+r.spans <= c.maxSpans && (c.maxBytes == 0 || g.bytes+r.bytes <= c.maxBytes) {
+		if g.spans+r.spans <= c.maxSpans && (c.maxBytes == 0 || g.bytes+r.bytes <= c.maxBytes) &&
+			(c.maxItems == 0 || g.items+r.items <= c.maxItems) {
 			c.add(g, r)
 			return
 		}
@@ -183,6 +197,7 @@ func (*committer) add(g *group, r *request) {
 	g.members = append(g.members, r)
 	g.spans += r.spans
 	g.bytes += r.bytes
+	g.items += r.items
 	r.group = g
 }
 

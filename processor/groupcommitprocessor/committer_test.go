@@ -296,6 +296,41 @@ func TestGroupsAreBoundedInBytes(t *testing.T) {
 	}
 }
 
+// Attribute-dense requests: few spans and bytes, many items. Two of them
+// fit max_spans and max_bytes but not max_items, so each is written alone.
+func TestGroupsAreBoundedInItems(t *testing.T) {
+	dense := func(id string) ptrace.Traces {
+		td := export(id, 1)
+		attrs := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).Attributes()
+		for i := range 1000 {
+			attrs.PutEmpty(strconv.Itoa(i))
+		}
+		return td
+	}
+	one := itemsOf(dense("0"))
+	g := newGate()
+	c, _ := newTestCommitter(t, &Config{MaxSpans: 1000, MaxBytes: 4 << 20, MaxItems: one + one/2}, g)
+	first := startWrite(t, c, g)
+	var followers []chan error
+	for i := range 3 {
+		followers = append(followers, async(context.Background(), c, dense(strconv.Itoa(i))))
+		waitFor(t, func() bool { return c.waiting() == i+1 })
+	}
+	// Small requests still share a group with a dense one while they fit.
+	followers = append(followers, async(context.Background(), c, export("3", 5)))
+	waitFor(t, func() bool { return c.waiting() == 4 })
+	g.release <- nil
+	require.NoError(t, <-first)
+	for i, ids := range [][]string{{"0"}, {"1"}, {"2", "3"}} {
+		<-g.entered
+		assert.Equal(t, ids, requestIDs(g.call(i+1)))
+		g.release <- nil
+	}
+	for _, f := range followers {
+		require.NoError(t, <-f)
+	}
+}
+
 func TestCancelledWhileWaitingIsNotWritten(t *testing.T) {
 	g := newGate()
 	c, tel := newTestCommitter(t, &Config{MaxSpans: 1000}, g)
@@ -455,7 +490,7 @@ func BenchmarkConcurrent(b *testing.B) {
 		time.Sleep(time.Millisecond)
 		return nil
 	})
-	c, _ := newTestCommitter(b, &Config{MaxSpans: 4096, MaxBytes: 4 << 20}, next)
+	c, _ := newTestCommitter(b, &Config{MaxSpans: 4096, MaxBytes: 4 << 20, MaxItems: 262144}, next)
 	b.SetParallelism(64)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -16,6 +16,12 @@ type Config struct {
 	// with the same rule as MaxSpans. 0 means no byte bound (and no sizing
 	// cost per waiting request).
 	MaxBytes int `mapstructure:"max_bytes"`
+	// MaxItems is the most items (as otlp_guard counts them: resource spans,
+	// scope spans, spans, events, links, attributes, array and map elements)
+	// a merged write carries, with the same rule as MaxSpans. A queue item is
+	// decoded again before export; this bounds the memory each one takes
+	// then. 0 means no item bound.
+	MaxItems int `mapstructure:"max_items"`
 	// MaxWait bounds how long a request that finds no write in flight waits
 	// for other requests to share its write, under load only (see
 	// committer.gatherTime). 0: never wait, write at once.
@@ -28,6 +34,7 @@ type Config struct {
 var (
 	errMaxSpans = errors.New("max_spans must be at least 1")
 	errMaxBytes = errors.New("max_bytes must be 0 (no bound) or positive")
+	errMaxItems = errors.New("max_items must be 0 (no bound) or positive")
 	errMaxWait  = errors.New("max_wait must be 0 (never wait) or positive")
 )
 
@@ -39,6 +46,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("%w, got %d", errMaxBytes, c.MaxBytes))
+	}
+	if c.MaxItems < 0 {
+		errs = append(errs, fmt.Errorf("%w, got %d", errMaxItems, c.MaxItems))
 	}
 	if c.MaxWait < 0 {
 		errs = append(errs, fmt.Errorf("%w, got %s", errMaxWait, c.MaxWait))

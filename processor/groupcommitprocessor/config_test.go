@@ -22,9 +22,9 @@ func TestLoadConfig(t *testing.T) {
 		want    *Config
 		wantErr []error
 	}{
-		{name: "", want: &Config{MaxSpans: 4096, MaxBytes: 4 << 20, MaxWait: 10 * time.Millisecond}},
-		{name: "bounded", want: &Config{MaxSpans: 512, MaxBytes: 0, MaxWait: 0}},
-		{name: "invalid", wantErr: []error{errMaxSpans, errMaxBytes, errMaxWait}},
+		{name: "", want: &Config{MaxSpans: 4096, MaxBytes: 4 << 20, MaxItems: 262144, MaxWait: 10 * time.Millisecond}},
+		{name: "bounded", want: &Config{MaxSpans: 512, MaxBytes: 0, MaxItems: 0, MaxWait: 0}},
+		{name: "invalid", wantErr: []error{errMaxSpans, errMaxBytes, errMaxItems, errMaxWait}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,6 +28,12 @@ const (
 	// defaultMaxBytes matches the shipped receivers' 4 MiB request limit: a
 	// merged write is never larger than the largest request we accept.
 	defaultMaxBytes = 4 << 20
+	// defaultMaxItems is otlp_guard's default max_items_per_request: a queue
+	// item never decodes into more structs than the largest request the
+	// guard admits. Envoy's spans carry ~25 items each, so on real traffic
+	// max_spans binds first; attribute-dense requests (2 bytes per empty
+	// attribute) are the ones it splits.
+	defaultMaxItems = 262144
 	// defaultMaxWait caps the under-load wait for company (it is at most one
 	// write's duration anyway): a few fsyncs on slow disks.
 	defaultMaxWait = 10 * time.Millisecond
@@ -43,7 +49,7 @@ func NewFactory() processor.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	return &Config{MaxSpans: defaultMaxSpans, MaxBytes: defaultMaxBytes, MaxWait: defaultMaxWait}
+	return &Config{MaxSpans: defaultMaxSpans, MaxBytes: defaultMaxBytes, MaxItems: defaultMaxItems, MaxWait: defaultMaxWait}
 }
 
 func createTraces(
