@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,8 +32,8 @@ const (
 // memory_limiter, istio_span (baseline: without it), group_commit, and the otlp_grpc
 // exporter with gzip and batching in its sending queue, to the sink. Left
 // out: the backend auth extension (the sink needs none) and, unless
-// Queue is "journal" or "file", the persistent queue on queue_storage or on file_storage. Internal metrics are
-// off, as they would only add their own cost.
+// Queue is "journal" or "file", the persistent queue on queue_storage or on file_storage. Unless AsShipped,
+// otlp_guard and the internal metrics are left out too, as they would only add their own cost.
 const configTemplate = `
 extensions:
   health_check:
@@ -45,15 +46,21 @@ extensions:
     directory: %[6]s-journal
     create_directory: true
     fsync: true
+  otlp_guard:
+    max_value_depth: 32
+    max_spans_per_request: 16384
+    max_items_per_request: 262144
+    max_export_request_bytes: 4194304
+    max_in_flight_bytes: 134217728
 receivers:
   otlp:
     protocols:
       grpc:
         endpoint: %[2]s
-        max_recv_msg_size_mib: 4
+        max_recv_msg_size_mib: 4%[9]s
       http:
         endpoint: %[3]s
-        max_request_body_size: 4194304
+        max_request_body_size: 4194304%[9]s
 processors:
   memory_limiter:
     check_interval: 1s
@@ -86,12 +93,11 @@ exporters:
         min_size: 524288
         max_size: 4194304
 service:
-  extensions: [health_check, file_storage/queue, queue_storage]
+  extensions: [health_check, file_storage/queue, queue_storage%[10]s]
   telemetry:
     logs:
       level: warn
-    metrics:
-      level: none
+    metrics:%[11]s
   pipelines:
     traces:
       receivers: [otlp]
@@ -129,6 +135,10 @@ type CollectorOptions struct {
 	NoGroupCommit bool
 	// Name names the config and queue directory in Dir (default: the pipeline).
 	Name string
+	// AsShipped adds what the shipped config has beyond the pipeline:
+	// otlp_guard on both receivers, and the internal metrics at their
+	// default level on a Prometheus endpoint (a free port).
+	AsShipped bool
 }
 
 // StartCollector starts the binary with the pipeline on free ports and waits
@@ -162,7 +172,30 @@ func StartCollector(ctx context.Context, p Pipeline, o CollectorOptions) (*Colle
 	}
 	queueDir := filepath.Join(o.Dir, name+"-queue")
 	cfg := filepath.Join(o.Dir, name+".yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], o.SinkAddr, procs, queueDir, storage, o.Compression), 0o600); err != nil {
+	guard, guardExt, metrics := "", "", "\n      level: none"
+	if o.AsShipped {
+		guard, guardExt = "\n        middlewares:\n          - id: otlp_guard", ", otlp_guard"
+		addr, err := harness.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		metrics = fmt.Sprintf(`
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: %q
+                port: %s
+                without_scope_info: true
+                without_units: true
+                without_type_suffix: true`, host, port)
+	}
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, configTemplate, ports[0], ports[1], ports[2], o.SinkAddr, procs, queueDir, storage, o.Compression,
+		guard, guardExt, metrics), 0o600); err != nil {
 		return nil, err
 	}
 	args := []string{o.Binary, "--config", cfg}

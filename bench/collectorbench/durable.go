@@ -23,13 +23,31 @@ const (
 	// QueueJournalNoGroupCommit is the shipped queue without group_commit:
 	// one synced queue write per request.
 	QueueJournalNoGroupCommit = "queue_storage, no group_commit"
+	// QueueMemoryAsShipped and QueueJournalAsShipped add what the shipped
+	// config runs beside the pipeline (otlp_guard, internal metrics), which
+	// the other variants leave out to measure the pipeline alone.
+	QueueMemoryAsShipped  = "memory, + otlp_guard and metrics"
+	QueueJournalAsShipped = "queue_storage, + otlp_guard and metrics (as shipped)"
 )
+
+// asShipped reports whether a variant runs with CollectorOptions.AsShipped.
+func asShipped(variant string) bool {
+	return variant == QueueMemoryAsShipped || variant == QueueJournalAsShipped
+}
+
+// memoryOf is the in-memory variant a variant's ratio is taken against.
+func memoryOf(variant string) string {
+	if asShipped(variant) {
+		return QueueMemoryAsShipped
+	}
+	return QueueMemory
+}
 
 // storageOf is the sending queue storage of a variant: "memory", "journal"
 // or "file" (CollectorOptions.Queue).
 func storageOf(variant string) string {
 	switch variant {
-	case QueueJournal, QueueJournalNoGroupCommit:
+	case QueueJournal, QueueJournalNoGroupCommit, QueueJournalAsShipped:
 		return "journal"
 	case QueueFile:
 		return "file"
@@ -102,7 +120,7 @@ func runDurable(ctx context.Context, o Options, dir string, logf func(string, ..
 			}
 			c := durableConfig{cores: cores, size: size, variants: []string{QueueMemory, QueueJournal, QueueFile}, rounds: 1, senders: o.Workers}
 			if i == 0 && j == 0 {
-				c.variants = append(c.variants, QueueJournalNoGroupCommit)
+				c.variants = append(c.variants, QueueJournalNoGroupCommit, QueueMemoryAsShipped, QueueJournalAsShipped)
 				c.rounds, c.latency = o.DurableRounds, true
 			}
 			configs = append(configs, c)
@@ -171,7 +189,7 @@ func runDurableConfig(ctx context.Context, o Options, dir string, dc durableConf
 		name := fmt.Sprintf("durable-%dc-%ds-%dw-%d", dc.cores, dc.size, dc.senders, i)
 		c, err := StartCollector(ctx, Full, CollectorOptions{Binary: o.Binary, CPUs: cpus, GOMAXPROCS: dc.cores,
 			Dir: dir, SinkAddr: s.Endpoint(), Queue: queue, Compression: o.Compression,
-			NoGroupCommit: v == QueueJournalNoGroupCommit, Name: name})
+			NoGroupCommit: v == QueueJournalNoGroupCommit, AsShipped: asShipped(v), Name: name})
 		if err != nil {
 			return nil, nil, err
 		}
