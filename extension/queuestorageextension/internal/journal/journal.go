@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 )
 
 // Op is one set, delete or get, as in the collector's storage API.
@@ -71,8 +73,15 @@ type Options struct {
 const DefaultReserve = 1 << 20
 
 // ErrDiskFull is returned for a write of a new key that would eat into
-// Options.Reserve.
-var ErrDiskFull = errors.New("queue volume full")
+// Options.Reserve. It wraps storage.ErrStorageFull, so that errors.Is sees
+// the collector's typed "storage full" error; its text stays "queue volume
+// full", which the senders and /status show.
+var ErrDiskFull error = diskFullError{}
+
+type diskFullError struct{}
+
+func (diskFullError) Error() string { return "queue volume full" }
+func (diskFullError) Unwrap() error { return storage.ErrStorageFull }
 
 // DefaultSegmentSize keeps segments small enough to be freed soon after the
 // queue drains, and large enough that opening and removing them is rare.
