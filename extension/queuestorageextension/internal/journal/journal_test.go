@@ -278,7 +278,7 @@ func TestReserveRefusesNewKeysOnly(t *testing.T) {
 	j.opts.Reserve = 1 << 62 // more than any volume has free
 	err := j.Batch([]Op{{Kind: Set, Key: "meta", Value: []byte("1")}, {Kind: Set, Key: "next", Value: []byte("v")}})
 	require.ErrorIs(t, err, ErrDiskFull)
-	require.ErrorIs(t, err, storage.ErrStorageFull, "the collector's typed error, for errors.Is in exporterhelper and /status")
+	require.ErrorIs(t, err, storage.ErrStorageFull, "the collector's typed storage-full error")
 	assert.Contains(t, err.Error(), "queue volume full")
 	assert.Nil(t, get(t, j, "next"))
 	assert.Equal(t, "0", string(get(t, j, "meta")), "a refused batch writes nothing")
