@@ -44,28 +44,7 @@ func TestJunkServiceNamesCannotCaptureTheCap(t *testing.T) {
 		}
 	}
 	var seq uint32
-	orphanFrom := func(td ptrace.Traces, canonical, ns string) {
-		seq++
-		rs := td.ResourceSpans().AppendEmpty()
-		rs.Resource().Attributes().PutStr("service.name", canonical+"."+ns)
-		s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
-		var tid [16]byte
-		binary.BigEndian.PutUint32(tid[12:], seq)
-		tid[0] = 0xee
-		s.SetTraceID(tid)
-		s.SetSpanID(pcommon.SpanID{0xee, 0, 0, 0, byte(seq >> 24), byte(seq >> 16), byte(seq >> 8), byte(seq)})
-		s.SetKind(ptrace.SpanKindClient)
-		s.SetName("x." + ns + ".svc.cluster.local:80/*")
-		now := time.Now()
-		s.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
-		s.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Millisecond)))
-		a := s.Attributes()
-		a.PutStr("node_id", fmt.Sprintf("sidecar~10.0.0.1~%s-abc.%s~%s.svc.cluster.local", canonical, ns, ns))
-		a.PutStr("upstream_cluster", "outbound|80||x."+ns+".svc.cluster.local")
-		a.PutStr("istio.canonical_service", canonical)
-		a.PutStr("istio.namespace", ns)
-		a.PutStr("component", "proxy")
-	}
+	orphanFrom := func(td ptrace.Traces, canonical, ns string) { appendOrphan(td, &seq, canonical, ns) }
 	sendReal := func() {
 		td := ptrace.NewTraces()
 		orphanFrom(td, "reviews", "default")
@@ -155,4 +134,102 @@ func propagation(t *testing.T, col *harness.Collector) map[string]int64 {
 		out[l.Service] = l.Orphans
 	}
 	return out
+}
+
+// appendOrphan appends one orphaned CLIENT root from canonical.ns's sidecar
+// to td, with a span and trace id made from *seq (incremented).
+func appendOrphan(td ptrace.Traces, seq *uint32, canonical, ns string) {
+	*seq++
+	n := *seq
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", canonical+"."+ns)
+	s := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	var tid [16]byte
+	binary.BigEndian.PutUint32(tid[12:], n)
+	tid[0] = 0xee
+	s.SetTraceID(tid)
+	s.SetSpanID(pcommon.SpanID{0xee, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+	s.SetKind(ptrace.SpanKindClient)
+	s.SetName("x." + ns + ".svc.cluster.local:80/*")
+	now := time.Now()
+	s.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
+	s.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Millisecond)))
+	a := s.Attributes()
+	a.PutStr("node_id", fmt.Sprintf("sidecar~10.0.0.1~%s-abc.%s~%s.svc.cluster.local", canonical, ns, ns))
+	a.PutStr("upstream_cluster", "outbound|80||x."+ns+".svc.cluster.local")
+	a.PutStr("istio.canonical_service", canonical)
+	a.PutStr("istio.namespace", ns)
+	a.PutStr("component", "proxy")
+}
+
+// Issue 29 item 1: one sender re-sending a request that names 500 made-up
+// services keeps every slot against the idle rule alone. Slots are charged
+// to the sender's address: a real service from another address (127.0.0.2
+// against the flood's 127.0.0.1) is listed under its own name at its first
+// span, in /status and in the orphans metric, and stays listed while the
+// flood goes on.
+func TestOneSenderCannotHoldTheCap(t *testing.T) {
+	const (
+		maxServices = 500
+		flooder     = "127.0.0.1"
+		realSender  = "127.0.0.2"
+	)
+	realServices := []string{"reviews", "ratings"}
+	backend := harness.StartBackend(t)
+	col := startShipped(t, "grpc", shippedEnv(backend, "grpc", t.TempDir()))
+	var seq uint32
+	send := func(from string, td ptrace.Traces) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := harness.SendGRPCFrom(ctx, col.GRPCEndpoint, from, td); err != nil {
+			t.Fatalf("send from %s: %v", from, err)
+		}
+	}
+	flood := func() {
+		td := ptrace.NewTraces()
+		for i := range maxServices {
+			appendOrphan(td, &seq, fmt.Sprintf("made-up-%03d", i), "flood")
+		}
+		send(flooder, td)
+	}
+	sendReal := func() {
+		for _, name := range realServices {
+			td := ptrace.NewTraces()
+			appendOrphan(td, &seq, name, "default")
+			send(realSender, td)
+		}
+	}
+	for range 3 {
+		flood()
+	}
+	if lines := propagation(t, col); len(lines) != maxServices {
+		t.Fatalf("after the flood the report has %d lines, want the %d made-up names", len(lines), maxServices)
+	}
+	sendReal()
+	lines := propagation(t, col)
+	for _, name := range realServices {
+		if lines[name+".default"] != 1 {
+			t.Errorf("%s.default: %d orphans under its own name at its first span, want 1", name, lines[name+".default"])
+		}
+	}
+	for range 3 {
+		flood()
+		sendReal()
+	}
+	lines = propagation(t, col)
+	if len(lines) > maxServices+1 {
+		t.Errorf("report has %d lines, cap is %d + _other", len(lines), maxServices)
+	}
+	for _, name := range realServices {
+		if lines[name+".default"] != 4 {
+			t.Errorf("%s.default: %d orphans under its own name while the flood goes on, want 4", name, lines[name+".default"])
+		}
+	}
+	body := get(t, "http://"+col.MetricsEndpoint+"/metrics")
+	for _, name := range realServices {
+		if !regexp.MustCompile(`(?m)^otelcol_processor_istio_span_orphans(_total)?\{[^}]*istio_service="` + name + `\.default"[^}]*\} 4$`).MatchString(body) {
+			t.Errorf("no orphans series of 4 for %s.default", name)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"testing"
@@ -33,7 +34,21 @@ func ReadTraces(t testing.TB, path string) ptrace.Traces {
 // SendGRPC exports td to an OTLP/gRPC endpoint with pdata's own OTLP client,
 // the same wire path an Envoy sidecar uses.
 func SendGRPC(ctx context.Context, endpoint string, td ptrace.Traces) error {
-	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return SendGRPCFrom(ctx, endpoint, "", td)
+}
+
+// SendGRPCFrom is SendGRPC from the local address localIP (for example
+// 127.0.0.2, which Linux's loopback serves), so that a test can play several
+// senders; "" lets the system choose.
+func SendGRPCFrom(ctx context.Context, endpoint, localIP string, td ptrace.Traces) error {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if localIP != "" {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}}
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "tcp", addr)
+		}))
+	}
+	conn, err := grpc.NewClient(endpoint, opts...)
 	if err != nil {
 		return err
 	}

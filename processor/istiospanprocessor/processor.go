@@ -51,7 +51,7 @@ func (p *istioSpanProcessor) processTraces(ctx context.Context, td ptrace.Traces
 	}
 	var b *orphans.Batch
 	if p.orphans != nil {
-		b = p.orphans.det.Begin()
+		b = p.orphans.det.Begin(ctx)
 	}
 	if b == nil {
 		p.names.normalize(ctx, td)

@@ -141,7 +141,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	var err, errs error
 	builder.ProcessorIstioSpanOrphans, err = builder.meter.Int64ObservableCounter(
 		"otelcol_processor_istio_span_orphans",
-		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest, and names idle for a minute that gave up their slot, under `_other`). Observed from the service list at each collection, so series follow the list. [Development]"),
+		metric.WithDescription("Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest, and names that gave up their slot (idle for a minute, or taken by a sender holding fewer), under `_other`). Observed from the service list at each collection, so series follow the list. [Development]"),
 		metric.WithUnit("{span}"),
 	)
 	errs = errors.Join(errs, err)

@@ -24,7 +24,7 @@ func NewSettings(tt *componenttest.Telemetry) processor.Settings {
 func AssertEqualProcessorIstioSpanOrphans(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_processor_istio_span_orphans",
-		Description: "Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest, and names idle for a minute that gave up their slot, under `_other`). Observed from the service list at each collection, so series follow the list. [Development]",
+		Description: "Root CLIENT spans from sidecars flagged as orphans (missing trace context), by normalised service name (attribute `istio.service`; at most 500 names, the rest, and names that gave up their slot (idle for a minute, or taken by a sender holding fewer), under `_other`). Observed from the service list at each collection, so series follow the list. [Development]",
 		Unit:        "{span}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

@@ -1,7 +1,10 @@
 package orphans
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
@@ -128,18 +132,18 @@ func TestCapKeepsActiveServices(t *testing.T) {
 func TestCapOldestBound(t *testing.T) {
 	r := newServiceRegistry(3, time.Minute)
 	m := int64(time.Minute)
-	r.add("a", 0, 1, 0, 0)
-	r.add("b", 10, 1, 0, 0)
-	r.add("c", 20, 1, 0, 0)
-	r.add("x", m-1, 1, 0, 0) // nothing idle yet
+	r.add(noSender, "a", 0, 1, 0, 0)
+	r.add(noSender, "b", 10, 1, 0, 0)
+	r.add(noSender, "c", 20, 1, 0, 0)
+	r.add(noSender, "x", m-1, 1, 0, 0) // nothing idle yet
 	assert.NotContains(t, r.byKey, "x")
-	r.add("a", m, 1, 0, 0) // a refreshed: b is the oldest now
-	r.add("y", m+10, 1, 0, 0)
+	r.add(noSender, "a", m, 1, 0, 0) // a refreshed: b is the oldest now
+	r.add(noSender, "y", m+10, 1, 0, 0)
 	assert.Contains(t, r.byKey, "y", "b idle for a minute")
 	assert.NotContains(t, r.byKey, "b")
-	r.add("z", m+19, 1, 0, 0)
+	r.add(noSender, "z", m+19, 1, 0, 0)
 	assert.NotContains(t, r.byKey, "z", "c seen 1ns less than a minute ago")
-	r.add("z", m+20, 1, 0, 0)
+	r.add(noSender, "z", m+20, 1, 0, 0)
 	assert.Contains(t, r.byKey, "z")
 	assert.Equal(t, int64(4), r.other.outbound.Load(), "b, c (folded), the first x and the first z")
 }
@@ -156,7 +160,7 @@ func TestCapConcurrentTotals(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range per {
-				r.add(fmt.Sprintf("w%d-%d", w, i%50), clock.Add(1000), 1, 1, 1)
+				r.add(noSender, fmt.Sprintf("w%d-%d", w, i%50), clock.Add(1000), 1, 1, 1)
 			}
 		}()
 	}
@@ -244,4 +248,89 @@ func BenchmarkServiceCap(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(names)), "ns/span")
 		})
 	}
+}
+
+// noSender is the sender of batches with no client.Info (in-process callers).
+var noSender netip.Addr
+
+// from is a context as the OTLP receiver builds it for a peer at ip.
+func from(ip string, port int) context.Context {
+	return client.NewContext(context.Background(), client.Info{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: port}})
+}
+
+// Issue 29 item 1: one sender re-sending a request that names 500 made-up
+// services every 25 s holds every slot against the idle rule alone. A real
+// service from another sender is listed under its own name at its first span,
+// and stays listed while the flood goes on; the flood never gets more than
+// the slots nobody else wants.
+func TestCapOneSenderCannotHoldTheSlots(t *testing.T) {
+	d, tt := newTelemetryDetector(t, DefaultConfig())
+	clk := &fakeClock{t: time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)}
+	d.now = clk.now
+	junk := make([]string, MaxServices)
+	for i := range junk {
+		junk[i] = fmt.Sprintf("made-up-%03d.flood", i)
+	}
+	flood := namedOrphans(junk...)
+	resend := func() {
+		// A new connection each time: the port changes, the sender does not.
+		d.ProcessFrom(from("10.0.0.66", 40000+int(clk.t.Unix()%1000)), flood)
+		clk.advance(25 * time.Second)
+	}
+	for range 4 {
+		resend()
+	}
+	require.Len(t, d.Report(), MaxServices, "the flood holds every slot")
+
+	realServices := []string{"reviews.default", "ratings.default", "details.default"}
+	for i, name := range realServices {
+		d.ProcessFrom(from(fmt.Sprintf("10.0.1.%d", i+1), 50000), namedOrphans(name))
+		got := findReport(d, name)
+		require.Len(t, got, 1, "%s listed at its first span while the flood holds the slots", name)
+		assert.Equal(t, int64(1), got[0].Orphans)
+	}
+	for range 8 { // the flood goes on for over three minutes
+		resend()
+		for i, name := range realServices {
+			d.ProcessFrom(from(fmt.Sprintf("10.0.1.%d", i+1), 50001), namedOrphans(name))
+		}
+	}
+	rep := d.Report()
+	assert.Len(t, rep, MaxServices+1, "500 names and _other")
+	for _, name := range realServices {
+		got := findReport(d, name)
+		require.Len(t, got, 1, "%s still listed", name)
+		assert.Equal(t, int64(9), got[0].Orphans, "every span of %s counted under its own name", name)
+	}
+	d.services.mu.RLock()
+	assert.Equal(t, MaxServices-len(realServices), d.services.held[netip.MustParseAddr("10.0.0.66")])
+	d.services.mu.RUnlock()
+
+	m, err := tt.GetMetric(MetricOrphans)
+	require.NoError(t, err)
+	series := metricServices(t, m)
+	assert.Len(t, series, MaxServices+1)
+	for _, name := range realServices {
+		assert.Equal(t, int64(9), series[name], "%s's own orphans series", name)
+	}
+}
+
+// Two senders that both want every slot share them: neither can keep more
+// than half plus one, and they do not trade slots back and forth.
+func TestCapSendersShareTheSlots(t *testing.T) {
+	r := newServiceRegistry(10, time.Minute)
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	var now int64
+	for round := range 3 {
+		for i := range 10 {
+			now++
+			r.add(a, fmt.Sprintf("a-%d", i), now, 1, 0, 0)
+			r.add(b, fmt.Sprintf("b-%d", i), now, 1, 0, 0)
+		}
+		assert.Equal(t, map[netip.Addr]int{a: 5, b: 5}, r.held, "round %d", round)
+	}
+	// An unknown sender (no client.Info) is one sender like any other.
+	r.add(noSender, "local", now, 1, 0, 0)
+	assert.Contains(t, r.byKey, "local")
+	assert.Len(t, r.byKey, 10)
 }

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/collector/client"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -38,6 +41,7 @@ type Detector struct {
 type Batch struct {
 	d                *Detector
 	now              time.Time
+	sender           netip.Addr // the peer that sent the batch; zero if unknown
 	servers, orphans []candidate
 	pairs            []linked
 }
@@ -87,14 +91,36 @@ func (d *Detector) Report() []ServiceReport {
 // Begin starts a batch: call Resource on each of its resources, in order,
 // once that resource is normalised, then End. Going resource by resource
 // lets the processor run both steps on a resource while its spans are
-// still in the CPU cache. It returns nil when orphan detection is off.
-func (d *Detector) Begin() *Batch {
+// still in the CPU cache. The batch's service slots are charged to the
+// sender in ctx's client.Info. It returns nil when orphan detection is off.
+func (d *Detector) Begin(ctx context.Context) *Batch {
 	if !d.cfg.Enabled {
 		return nil
 	}
 	b := d.batches.Get().(*Batch)
 	b.now = d.now()
+	b.sender = senderOf(client.FromContext(ctx).Addr)
 	return b
+}
+
+// senderOf is the IP of a receiver's peer address (the port changes with
+// every connection of one sender); the zero Addr when there is none.
+func senderOf(addr net.Addr) netip.Addr {
+	var ip netip.Addr
+	switch a := addr.(type) {
+	case nil:
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.IPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	default:
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			ip = ap.Addr()
+		} else {
+			ip, _ = netip.ParseAddr(a.String())
+		}
+	}
+	return ip.Unmap()
 }
 
 // Resource flags the orphaned roots of one resource and collects its
@@ -142,7 +168,7 @@ func (b *Batch) Resource(rs ptrace.ResourceSpans) {
 	if outbound == 0 {
 		return
 	}
-	d.services.add(rv.serviceName(), now.UnixNano(), outbound, orphans, 0)
+	d.services.add(b.sender, rv.serviceName(), now.UnixNano(), outbound, orphans, 0)
 }
 
 // End re-links the batch's candidates and releases b, which must not be
@@ -165,7 +191,7 @@ func (b *Batch) End(ctx context.Context) {
 		d.tel.ProcessorIstioSpanRequestIdsEvicted.Add(ctx, evicted)
 	}
 	for _, p := range b.pairs {
-		d.services.add(p.service, now.UnixNano(), 0, 0, 1)
+		d.services.add(b.sender, p.service, now.UnixNano(), 0, 0, 1)
 	}
 }
 

@@ -265,7 +265,13 @@ func productpageRoot(p proxy, tr, span, rid string, start int64) ptrace.Span {
 // resource after name normalisation (so the resource service.name it reads
 // is the normalised name).
 func (d *Detector) Process(td ptrace.Traces) {
-	b := d.Begin()
+	d.ProcessFrom(context.Background(), td)
+}
+
+// ProcessFrom is Process for a batch received in ctx (its client.Info names
+// the sender).
+func (d *Detector) ProcessFrom(ctx context.Context, td ptrace.Traces) {
+	b := d.Begin(ctx)
 	if b == nil {
 		return
 	}
@@ -273,5 +279,5 @@ func (d *Detector) Process(td ptrace.Traces) {
 	for i := 0; i < rss.Len(); i++ {
 		b.Resource(rss.At(i))
 	}
-	b.End(context.Background())
+	b.End(ctx)
 }

@@ -2,6 +2,7 @@ package orphans
 
 import (
 	"math"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +24,13 @@ const MaxServices = 500
 // names therefore holds the slots for at most ServiceIdle after its last
 // name, and can never push out a service that keeps sending.
 const ServiceIdle = time.Minute
+
+// Each listed name is charged to the sender (peer IP) whose span listed it.
+// Once the registry is full, a sender holding at least two slots fewer than
+// the largest holder takes that holder's least recently seen slot at once,
+// so one sender re-sending made-up names can hold the slots only while no
+// other sender wants one (max-min fairness: the peer address, unlike
+// anything in the payload, cannot be forged per span).
 
 // OtherService is the bucket for services beyond MaxServices, and for the
 // counts of names that gave up their slot.
@@ -56,6 +64,7 @@ type ServiceReport struct {
 // serviceStats are one service's counters since it was listed.
 type serviceStats struct {
 	name     string
+	owner    netip.Addr             // the sender whose span listed it
 	attrs    []metric.ObserveOption // istio.service=name, built once
 	outbound atomic.Int64
 	orphans  atomic.Int64
@@ -98,7 +107,9 @@ func (s *serviceStats) fold(from *serviceStats) {
 // serviceRegistry maps normalised service names to their stats, up to
 // MaxServices names plus the _other bucket. Once full, a new name takes the
 // slot of the least recently seen name if that one has been idle for
-// ServiceIdle (its counts move to _other); otherwise it counts under _other.
+// ServiceIdle, else the least recently seen slot of the sender holding the
+// most if its own sender holds at least two fewer (the evicted counts move to
+// _other); otherwise it counts under _other.
 //
 // Counting holds the read lock, eviction the write lock, so no count lands
 // on an entry after its counts were folded into _other.
@@ -108,6 +119,11 @@ type serviceRegistry struct {
 	idle  int64 // ns
 	byKey map[string]*serviceStats
 	other *serviceStats
+	// held counts the listed names charged to each sender; maxHeld is its
+	// largest value, so a sender that may not take a slot from another is
+	// told so under the read lock.
+	held    map[netip.Addr]int
+	maxHeld int
 	// oldest is at most the smallest lastSeen in byKey (lastSeen only grows,
 	// new entries start at now), as of the last scan: while
 	// now < oldest+idle no entry can be idle, and a new name goes to _other
@@ -121,19 +137,21 @@ func newServiceRegistry(maxServices int, idle time.Duration) *serviceRegistry {
 		idle:  int64(idle),
 		byKey: make(map[string]*serviceStats),
 		other: newServiceStats(OtherService),
+		held:  make(map[netip.Addr]int),
 	}
 }
 
 // add counts outbound spans, orphans and re-linked pairs for name, seen at
-// now (unix ns).
-func (r *serviceRegistry) add(name string, now, outbound, orphans, relinked int64) {
+// now (unix ns) in a batch from sender.
+func (r *serviceRegistry) add(sender netip.Addr, name string, now, outbound, orphans, relinked int64) {
 	if name == "" {
 		name = unknownService
 	}
 	r.mu.RLock()
 	s, ok := r.byKey[name]
-	if !ok && len(r.byKey) >= r.max && now < r.oldest+r.idle {
-		s, ok = r.other, true // full and no slot can be idle: no write lock
+	if !ok && len(r.byKey) >= r.max && now < r.oldest+r.idle && !r.mayTake(sender) {
+		// Full, no slot can be idle and sender may take none: no write lock.
+		s, ok = r.other, true
 	}
 	if ok {
 		s.count(now, outbound, orphans, relinked)
@@ -143,24 +161,36 @@ func (r *serviceRegistry) add(name string, now, outbound, orphans, relinked int6
 	r.mu.RUnlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.slot(name, now).count(now, outbound, orphans, relinked)
+	r.slot(sender, name, now).count(now, outbound, orphans, relinked)
 }
 
-// slot returns name's entry, listing it if there is room or an idle slot,
-// else _other. r.mu must be held for writing.
-func (r *serviceRegistry) slot(name string, now int64) *serviceStats {
+// mayTake reports whether sender holds at least two slots fewer than the
+// largest holder, so that taking one of that holder's slots cannot make the
+// two trade slots back and forth. r.mu must be held.
+func (r *serviceRegistry) mayTake(sender netip.Addr) bool {
+	return r.held[sender] < r.maxHeld-1
+}
+
+// slot returns name's entry, listing it for sender if there is room, an idle
+// slot or a slot sender may take from the largest holder, else _other. r.mu
+// must be held for writing.
+func (r *serviceRegistry) slot(sender netip.Addr, name string, now int64) *serviceStats {
 	if s, ok := r.byKey[name]; ok {
 		return s
 	}
 	if len(r.byKey) >= r.max {
-		if now < r.oldest+r.idle || !r.evictIdle(now) {
+		freed := (now >= r.oldest+r.idle && r.evictIdle(now)) ||
+			(r.mayTake(sender) && r.evictFromLargest())
+		if !freed {
 			return r.other
 		}
 	}
 	// Clone: name may point into pdata that goes downstream.
 	s := newServiceStats(strings.Clone(name))
+	s.owner = sender
 	s.lastSeen.Store(now)
 	r.byKey[s.name] = s
+	r.charge(sender, 1)
 	if len(r.byKey) == 1 || now < r.oldest {
 		r.oldest = now
 	}
@@ -186,10 +216,57 @@ func (r *serviceRegistry) evictIdle(now int64) bool {
 		r.oldest = first
 		return false
 	}
-	delete(r.byKey, victim.name)
-	r.other.fold(victim)
+	r.evict(victim)
 	r.oldest = min(second, now)
 	return true
+}
+
+// evictFromLargest removes the least recently seen entry of the sender
+// holding the most entries. It leaves r.oldest a valid lower bound: removing
+// an entry can only raise the smallest lastSeen. One pass over the senders
+// and one over at most r.max entries.
+func (r *serviceRegistry) evictFromLargest() bool {
+	var largest netip.Addr
+	n := 0
+	for sender, held := range r.held {
+		if held > n {
+			largest, n = sender, held
+		}
+	}
+	var victim *serviceStats
+	first := int64(math.MaxInt64)
+	for _, s := range r.byKey {
+		if last := s.lastSeen.Load(); s.owner == largest && last < first {
+			victim, first = s, last
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	r.evict(victim)
+	return true
+}
+
+// evict removes s, folding its counts into _other. r.mu must be held for
+// writing.
+func (r *serviceRegistry) evict(s *serviceStats) {
+	delete(r.byKey, s.name)
+	r.other.fold(s)
+	r.charge(s.owner, -1)
+}
+
+// charge changes sender's count of listed names by delta and refreshes
+// r.maxHeld (one pass over the senders, at most r.max of them).
+func (r *serviceRegistry) charge(sender netip.Addr, delta int) {
+	if n := r.held[sender] + delta; n > 0 {
+		r.held[sender] = n
+	} else {
+		delete(r.held, sender)
+	}
+	r.maxHeld = 0
+	for _, n := range r.held {
+		r.maxHeld = max(r.maxHeld, n)
+	}
 }
 
 // observe reports one counter of every listed name (and _other), read by

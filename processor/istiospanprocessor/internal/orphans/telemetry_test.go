@@ -61,7 +61,7 @@ func TestTelemetryOrphansAndRelinked(t *testing.T) {
 func TestTelemetryOverflowBucket(t *testing.T) {
 	d, tt := newTelemetryDetector(t, DefaultConfig())
 	for i := range MaxServices { // fill the registry to the cap
-		d.services.add(string(rune('A'+i%26))+string(rune('a'+i/26)), d.now().UnixNano(), 0, 0, 0)
+		d.services.add(noSender, string(rune('A'+i%26))+string(rune('a'+i/26)), d.now().UnixNano(), 0, 0, 0)
 	}
 	d.Process(readTraces(t, fxForwardsXRID))
 	assertSum(t, tt, MetricOrphans, "{span}", svcPoint(OtherService, 2))
