@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -58,6 +62,9 @@ type Failure struct {
 	// EchoHeader, when set, appends that request header's value to the error
 	// message, as some backends echo the auth header they refuse.
 	EchoHeader string
+	// EchoForms, with EchoHeader, echoes the header value in every form
+	// EchoForms lists, each after its name, instead of as it came.
+	EchoForms bool
 	// MinSpans, when above zero, applies the failure only to requests of at
 	// least that many spans; smaller ones are accepted (a partial failure,
 	// such as a backend refusing large exports).
@@ -76,9 +83,53 @@ func (f Failure) message(headers map[string][]string) string {
 		msg = "backend failure injected by the test"
 	}
 	if f.EchoHeader != "" {
-		msg += "; refused " + f.EchoHeader + ": " + strings.Join(headers[strings.ToLower(f.EchoHeader)], ",")
+		value := strings.Join(headers[strings.ToLower(f.EchoHeader)], ",")
+		if !f.EchoForms {
+			return msg + "; refused " + f.EchoHeader + ": " + value
+		}
+		var b strings.Builder
+		b.WriteString(msg + "; refused " + f.EchoHeader)
+		for _, form := range EchoForms {
+			b.WriteString("; " + form.Name + ": " + form.Encode(value))
+		}
+		return b.String()
 	}
 	return msg
+}
+
+// EchoForm is one way a backend writes a value back into its answer.
+type EchoForm struct {
+	Name   string
+	Encode func(string) string
+}
+
+// EchoForms are the ways backends were seen or are known to echo a header
+// value: as sent, quoted by Go's %q and %+q, escaped by JSON encoders (Go's;
+// ASCII-only with upper-case hex, as Jackson writes it), URL-encoded, and in
+// base64.
+var EchoForms = []EchoForm{
+	{"raw", func(v string) string { return v }},
+	{"go-q", func(v string) string { return fmt.Sprintf("%q", v) }},
+	{"go-plus-q", func(v string) string { return fmt.Sprintf("%+q", v) }},
+	{"json", func(v string) string { b, _ := json.Marshal(v); return string(b) }},
+	{"json-ascii", func(v string) string {
+		b, _ := json.Marshal(v)
+		var out strings.Builder
+		for _, r := range string(b) {
+			if r < 0x80 {
+				out.WriteRune(r)
+			} else {
+				for _, u := range utf16.Encode([]rune{r}) {
+					fmt.Fprintf(&out, `\u%04X`, u)
+				}
+			}
+		}
+		return out.String()
+	}},
+	{"url-query", url.QueryEscape},
+	{"url-path", url.PathEscape},
+	{"base64", func(v string) string { return base64.StdEncoding.EncodeToString([]byte(v)) }},
+	{"base64-url", func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }},
 }
 
 // Size limits the harness backend applies, as real OTLP servers do.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -84,7 +85,7 @@ func newBackendAuth(ctx context.Context, set extension.Settings, cfg *Config) (*
 	}
 	return &backendAuth{
 		cfg: cfg, logger: set.Logger, inner: ext, grpcAuth: grpcAuth, httpAuth: httpAuth,
-		observer: newAttemptObserver(set.ID, set.Logger), echoes: &echoes{},
+		observer: newAttemptObserver(set.ID, set.Logger), echoes: &echoes{scheme: cfg.Scheme},
 	}, nil
 }
 
@@ -126,6 +127,9 @@ func (a *backendAuth) GetGRPCClientOptions(context.Context) ([]grpc.DialOption, 
 			var p peer.Peer
 			err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
 			err = a.cleanGRPCError(err)
+			if err == nil {
+				a.cleanPartialSuccess(reply)
+			}
 			if out, ok := classifyGRPC(err, p.Addr != nil); ok {
 				a.observer.observe(out)
 			}
@@ -147,6 +151,31 @@ func (a *backendAuth) cleanGRPCError(err error) error {
 	pb := st.Proto()
 	pb.Message = msg
 	return status.FromProto(pb).Err()
+}
+
+// cleanPartialSuccess replaces a credential echoed in an OTLP answer's
+// partial_success.error_message, which the exporters log at warn. The answer
+// is pdata's internal type (ExportTraceServiceResponse and the logs and
+// metrics ones), so its exported field is reached by reflection.
+func (a *backendAuth) cleanPartialSuccess(reply any) {
+	v := reflect.ValueOf(reply)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	ps := v.Elem().FieldByName("PartialSuccess")
+	if ps.Kind() == reflect.Pointer {
+		ps = ps.Elem()
+	}
+	if ps.Kind() != reflect.Struct {
+		return
+	}
+	msg := ps.FieldByName("ErrorMessage")
+	if msg.Kind() != reflect.String || !msg.CanSet() {
+		return
+	}
+	if clean, changed := a.echoes.cleanText(msg.String()); changed {
+		msg.SetString(clean)
+	}
 }
 
 // RoundTripper returns bearertokenauth's round tripper, refusing plaintext

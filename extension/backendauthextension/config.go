@@ -72,6 +72,11 @@ func (cfg *Config) Validate() error {
 	case strings.ContainsAny(string(cfg.Token), "\r\n"):
 		// A header value cannot hold a line break; say so without the value.
 		errs = append(errs, errors.New("token (OTLP_BACKEND_TOKEN) contains a line break"))
+	case strings.ContainsAny(strings.TrimSpace(string(cfg.Token)), " \t"):
+		// bearertokenauth sends only the first word of a token (the rest is
+		// a comment in its token file format): refuse, rather than send a
+		// credential the backend never issued.
+		errs = append(errs, errors.New("token (OTLP_BACKEND_TOKEN) contains a space or tab: only the part before it would be sent"))
 	}
 	// RFC 9110 token characters only, which also keeps gRPC metadata keys
 	// valid once lower-cased.
