@@ -94,3 +94,73 @@ func TestLoadbalancingTier(t *testing.T) {
 		}
 	}
 }
+
+// Issue 29 item 3: the first tier is not ready while the second tier has no
+// ready pod. The loadbalancing exporter reports no component status, so
+// health_check cannot see it; a container in the first-tier pod resolves the
+// exporters' resolver hostname in its readiness probe, and the pod is ready
+// only while every container is. This checks the wiring: the probe resolves
+// exactly the name every loadbalancing exporter reads, the headless Service
+// lists only ready pods (so the name has no address without one), the probe
+// runs as often as the resolver re-reads, and the container is hardened
+// (policy.CheckWorkload holds every extra container to the collector's
+// rules).
+func TestLoadbalancingTierNotReadyWithoutSecondTier(t *testing.T) {
+	objs := render(t, "kubernetes/overlays/loadbalancing")
+	cms := manifest.Of[*corev1.ConfigMap](objs)
+	var lb *policy.Workload
+	for _, w := range policy.Workloads(runtimeObjects(objs)) {
+		if w.Template.Labels["app.kubernetes.io/component"] == "loadbalancer" {
+			lb = &w
+		}
+	}
+	if lb == nil {
+		t.Fatal("no loadbalancer workload")
+	}
+	_, _, text, err := lb.CollectorConfig(cms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := collectorconfig.Parse(text, lb.Env(cms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]bool{}
+	for _, e := range cfg.OfType("exporters", "loadbalancing") {
+		hosts[collectorconfig.GetString(e.Settings, "resolver", "dns", "hostname")] = true
+	}
+	if len(hosts) != 1 {
+		t.Fatalf("want every loadbalancing exporter to resolve one name, got %v", hosts)
+	}
+	var probed []string
+	for _, c := range lb.Template.Spec.Containers[1:] {
+		p := c.ReadinessProbe
+		if p == nil || p.Exec == nil || len(p.Exec.Command) != 2 || p.Exec.Command[0] != "nslookup" {
+			continue
+		}
+		probed = append(probed, p.Exec.Command[1])
+		if !hosts[p.Exec.Command[1]] {
+			t.Errorf("container %s resolves %q, the exporters resolve %v", c.Name, p.Exec.Command[1], hosts)
+		}
+		// The resolver's default interval is 5 s; one failure makes the pod
+		// unready, within one period.
+		if p.PeriodSeconds > 5 || p.FailureThreshold != 1 || p.TimeoutSeconds < 1 {
+			t.Errorf("container %s: probe every %d s, unready after %d failures: want <= 5 s and 1", c.Name, p.PeriodSeconds, p.FailureThreshold)
+		}
+		if c.LivenessProbe != nil {
+			t.Errorf("container %s: a liveness probe would restart the pod when the second tier is down", c.Name)
+		}
+	}
+	if len(probed) != 1 {
+		t.Fatalf("want one container whose readiness probe resolves the second tier's name, got %v", probed)
+	}
+	for _, svc := range manifest.Of[*corev1.Service](objs) {
+		if policy.DNSName(svc) == probed[0] {
+			if svc.Spec.ClusterIP != corev1.ClusterIPNone || svc.Spec.PublishNotReadyAddresses {
+				t.Errorf("Service %s must be headless and list only ready pods, or its name resolves without a ready second tier", svc.Name)
+			}
+			return
+		}
+	}
+	t.Errorf("no Service named %s", probed[0])
+}

@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/otelcol-istio/otelcol-istio/deploy/internal/policy"
 )
 
 var (
@@ -40,5 +43,45 @@ func TestREADMECommandsMatchFiles(t *testing.T) {
 				t.Errorf("%s: `kubectl apply -k %s` names no kustomization", readme, m[1])
 			}
 		}
+	}
+}
+
+// rolloutStatus matches `kubectl ... rollout status deployment/NAME`.
+var rolloutStatus = regexp.MustCompile(`rollout status deployment/(\S+)`)
+
+// Issue 29 item 3: the README's steps for the loadbalancing overlay wait for
+// the second tier before the first, and name Deployments the overlay has.
+func TestREADMELoadbalancingRolloutOrder(t *testing.T) {
+	text := string(readFile(t, "README.md"))
+	const apply = "kubectl apply -k deploy/kubernetes/overlays/loadbalancing"
+	i := strings.Index(text, apply)
+	if i < 0 {
+		t.Fatalf("README.md has no %q", apply)
+	}
+	block, _, found := strings.Cut(text[i:], "```")
+	if !found {
+		t.Fatal("the code block with the apply command does not end")
+	}
+	var order []string
+	for _, m := range rolloutStatus.FindAllStringSubmatch(block, -1) {
+		order = append(order, m[1])
+	}
+	objs := render(t, "kubernetes/overlays/loadbalancing")
+	roles := map[string]string{}
+	for _, w := range policy.Workloads(runtimeObjects(objs)) {
+		if w.Deployment != nil {
+			roles[w.Deployment.Name] = w.Template.Labels["app.kubernetes.io/component"]
+		}
+	}
+	var got []string
+	for _, name := range order {
+		role, ok := roles[name]
+		if !ok {
+			t.Errorf("README waits for deployment/%s, which the overlay does not have (it has %v)", name, roles)
+		}
+		got = append(got, role)
+	}
+	if !slices.Equal(got, []string{"collector", "loadbalancer"}) {
+		t.Errorf("README waits for %v (%v): want the second tier (collector) first, then the first tier (loadbalancer)", order, got)
 	}
 }

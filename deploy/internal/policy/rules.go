@@ -111,6 +111,27 @@ func CheckWorkload(w Workload, cfgText string, env map[string]string) Findings {
 	fs = append(fs, checkGrace(id, spec, c, cfg)...)
 	fs = append(fs, checkImage(id, c)...)
 	fs = append(fs, checkEnvSecrets(id, c)...)
+	for i := 1; i < len(spec.Containers); i++ {
+		fs = append(fs, checkHelperContainer(id+"/"+spec.Containers[i].Name, spec, &spec.Containers[i])...)
+	}
+	return fs
+}
+
+// checkHelperContainer holds a container beside the collector (such as a
+// readiness check) to the same hardening, image pinning and resource rules.
+func checkHelperContainer(id string, spec corev1.PodSpec, c *corev1.Container) Findings {
+	var fs Findings
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[r]; !ok {
+			fs.add("resources", id, "no %s request", r)
+		}
+		if _, ok := c.Resources.Limits[r]; !ok {
+			fs.add("resources", id, "no %s limit", r)
+		}
+	}
+	fs = append(fs, checkSecurity(id, spec, c)...)
+	fs = append(fs, checkImage(id, c)...)
+	fs = append(fs, checkEnvSecrets(id, c)...)
 	return fs
 }
 
