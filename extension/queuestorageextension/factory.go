@@ -29,5 +29,5 @@ func createDefaultConfig() component.Config {
 }
 
 func create(_ context.Context, set extension.Settings, cfg component.Config) (extension.Extension, error) {
-	return newQueueStorage(cfg.(*Config), set.Logger), nil
+	return newQueueStorage(cfg.(*Config), set.TelemetrySettings)
 }

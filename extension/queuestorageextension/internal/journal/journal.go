@@ -17,7 +17,6 @@
 package journal // import "github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension/internal/journal"
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 )
@@ -66,6 +66,8 @@ type Options struct {
 	// would skip them; new items are refused instead, which the sender
 	// sees as a retryable error. 0: no reserve.
 	Reserve int64
+	// ObserveSync, if set, is told how long each fdatasync took.
+	ObserveSync func(time.Duration)
 }
 
 // DefaultReserve is room for the reads and deletes of thousands of queue
@@ -109,6 +111,10 @@ type Journal struct {
 	// Recovered is what Open found: records replayed and bytes of torn tail
 	// cut off.
 	recovered Recovery
+	// full: the last write of a new key was refused for space (until one
+	// succeeds); syncErr: the last fdatasync failed (until one succeeds).
+	full    bool
+	syncErr error
 }
 
 // Recovery describes what Open did to the files it found.
@@ -116,7 +122,22 @@ type Recovery struct {
 	Segments  int   // segment files read
 	Records   int   // records replayed
 	Keys      int   // keys live after replay
-	TornBytes int64 // bytes cut off the end of segments (a torn last write)
+	TornBytes int64 // bytes cut off the end of the newest segment (a torn last write)
+	// Damaged are the spans of records skipped because they failed their
+	// checksum or did not parse, with a valid record after them (or in an
+	// older segment); DamagedRecords and DamagedBytes are their totals.
+	Damaged        []Damage
+	DamagedRecords int
+	DamagedBytes   int64
+}
+
+// Damage is one span of bad bytes that Open skipped.
+type Damage struct {
+	File    string // the segment file's name
+	Offset  int64  // where the first bad record starts
+	Bytes   int64
+	Records int  // records the span held
+	Exact   bool // false: their headers were damaged, Records is a lower bound
 }
 
 type segment struct {
@@ -160,8 +181,8 @@ func Open(dir string, opts Options) (*Journal, error) {
 		j.closeFiles()
 		return nil, err
 	}
-	for _, id := range ids {
-		if err := j.replay(id); err != nil {
+	for i, id := range ids {
+		if err := j.replay(id, i == len(ids)-1); err != nil {
 			j.closeFiles()
 			return nil, err
 		}
@@ -209,10 +230,15 @@ func (j *Journal) segPath(id uint64) string {
 }
 
 // replay reads one segment's records into the index. A record that is cut
-// short or fails its checksum ends the segment: it and anything after it
-// were never acknowledged (an acknowledged write is synced, and a sync
-// covers everything written before it), so they are cut off.
-func (j *Journal) replay(id uint64) error {
+// short or fails its checksum is damage, not the end of the data: the scan
+// resumes at the next valid record (see resync), and only the records in
+// between are lost, each span of them reported in Recovery.Damaged. Bad
+// bytes with no valid record after them, at the end of the newest segment,
+// are a torn last write, never acknowledged (an acknowledged write is
+// synced, and a sync covers everything written before it): they are cut off,
+// so that appends follow the last good record. In an older segment they are
+// damage, and the file is left as it is.
+func (j *Journal) replay(id uint64, newest bool) error {
 	f, err := os.OpenFile(j.segPath(id), os.O_RDWR, 0o600)
 	if err != nil {
 		return err
@@ -220,36 +246,38 @@ func (j *Journal) replay(id uint64) error {
 	s := &segment{id: id, f: f}
 	j.segs = append(j.segs, s)
 	j.recovered.Segments++
-	st, err := f.Stat()
+	// One segment at a time, whole: resync needs to look ahead, and a
+	// segment is SegmentSize (or one record) long.
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return err
 	}
-	r := bufio.NewReaderSize(f, 1<<20)
+	size := int64(len(data))
 	var off int64
-	var hdr [headerSize]byte
-	for {
-		if _, rerr := io.ReadFull(r, hdr[:]); rerr != nil {
-			break // end, or a header cut short
+	for off < size {
+		if payload, ops, ok := recordAt(data, off); ok {
+			j.index1(s, off+headerSize, ops)
+			off += headerSize + int64(len(payload))
+			j.recovered.Records++
+			continue
 		}
-		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
-		if off+headerSize+n > st.Size() {
-			break // cut short; and a garbage length must not size an allocation
+		next := resync(data, off)
+		if next < 0 && newest {
+			break // a torn tail: cut below
 		}
-		payload := make([]byte, n)
-		if _, rerr := io.ReadFull(r, payload); rerr != nil {
-			break
+		if next < 0 {
+			next = size
 		}
-		if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(hdr[4:8]) {
-			break
-		}
-		if j.apply(s, off+headerSize, payload) != nil {
-			break // well-framed but not ours to read: treat as torn
-		}
-		off += headerSize + n
-		j.recovered.Records++
+		records, exact := countRecords(data, off, next)
+		j.recovered.Damaged = append(j.recovered.Damaged, Damage{
+			File: filepath.Base(j.segPath(id)), Offset: off, Bytes: next - off, Records: records, Exact: exact,
+		})
+		j.recovered.DamagedRecords += records
+		j.recovered.DamagedBytes += next - off
+		off = next
 	}
-	if st.Size() > off {
-		j.recovered.TornBytes += st.Size() - off
+	if off < size {
+		j.recovered.TornBytes += size - off
 		if err := f.Truncate(off); err != nil {
 			return err
 		}
@@ -259,6 +287,65 @@ func (j *Journal) replay(id uint64) error {
 	}
 	s.size = off
 	return nil
+}
+
+// recordAt is the record at data[off:] if it is whole, passes its checksum,
+// is not empty (no write makes an empty record, and a zeroed range would
+// read as a run of them) and parses.
+func recordAt(data []byte, off int64) ([]byte, []parsedOp, bool) {
+	if int64(len(data))-off < headerSize {
+		return nil, nil, false
+	}
+	n := int64(binary.LittleEndian.Uint32(data[off : off+4]))
+	if n == 0 || off+headerSize+n > int64(len(data)) {
+		return nil, nil, false
+	}
+	payload := data[off+headerSize : off+headerSize+n]
+	// The op kind first: it rejects almost every wrong offset before the
+	// checksum reads the payload.
+	if k := OpKind(payload[0]); k != Set && k != Delete {
+		return nil, nil, false
+	}
+	if crc32.Checksum(payload, crcTable) != binary.LittleEndian.Uint32(data[off+4:off+8]) {
+		return nil, nil, false
+	}
+	ops, err := parse(payload)
+	if err != nil {
+		return nil, nil, false
+	}
+	return payload, ops, true
+}
+
+// resync is the offset of the first valid record after the bad one at off,
+// or -1. Every later offset is tried, not only the one the bad record's
+// length points to: a damaged length could point past intact records. A
+// false match needs a CRC-32C collision on bytes that also parse as ops (or
+// a value that holds a whole record, made on purpose).
+func resync(data []byte, off int64) int64 {
+	for p := off + 1; p+headerSize < int64(len(data)); p++ {
+		if _, _, ok := recordAt(data, p); ok {
+			return p
+		}
+	}
+	return -1
+}
+
+// countRecords is how many records data[from:to] held, following their
+// length fields. When the lengths do not lead exactly to to (a damaged
+// header), the count is unknown: 1, the lower bound, with exact false.
+func countRecords(data []byte, from, to int64) (int, bool) {
+	n := 0
+	for p := from; p < to; n++ {
+		if to-p < headerSize {
+			return 1, false
+		}
+		length := int64(binary.LittleEndian.Uint32(data[p : p+4]))
+		if length == 0 || p+headerSize+length > to {
+			return 1, false
+		}
+		p += headerSize + length
+	}
+	return max(n, 1), true
 }
 
 // Op encoding in a record's payload: kind byte, uvarint key length, key,
@@ -346,6 +433,12 @@ func (j *Journal) apply(s *segment, base int64, payload []byte) error {
 	if err != nil {
 		return err
 	}
+	j.index1(s, base, ops)
+	return nil
+}
+
+// index1 indexes one record's parsed ops.
+func (j *Journal) index1(s *segment, base int64, ops []parsedOp) {
 	for _, op := range ops {
 		if op.kind == Set {
 			j.put(op.key, loc{seg: s, off: base + int64(op.off), n: int64(op.n)})
@@ -353,7 +446,6 @@ func (j *Journal) apply(s *segment, base int64, payload []byte) error {
 			j.drop(op.key)
 		}
 	}
-	return nil
 }
 
 func (j *Journal) put(key string, l loc) {
@@ -419,6 +511,9 @@ func (j *Journal) Batch(ops []Op) error {
 	}
 	if err != nil {
 		return err
+	}
+	if durable {
+		j.full = false
 	}
 	if err := j.reclaim(); err != nil {
 		return err
@@ -499,6 +594,7 @@ func (j *Journal) write(rec []byte, durable, reserve bool) error {
 				return err
 			}
 			if free, ferr = freeBytes(j.dir); ferr == nil && free < size+j.opts.Reserve {
+				j.full = true
 				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads and deletes", ErrDiskFull, free, size, j.opts.Reserve)
 			}
 			head = j.segs[len(j.segs)-1]
@@ -515,7 +611,7 @@ func (j *Journal) write(rec []byte, durable, reserve bool) error {
 	}
 	j.dirty = true
 	if durable && j.opts.Sync {
-		if err := fdatasync(head.f); err != nil {
+		if err := j.fdatasync(head.f); err != nil {
 			// Whether the record reached the disk is unknown: keep it out of
 			// the index (the caller is told it failed) and cut it off.
 			_ = head.f.Truncate(head.size)
@@ -535,7 +631,7 @@ func (j *Journal) write(rec []byte, durable, reserve bool) error {
 func (j *Journal) roll() error {
 	head := j.segs[len(j.segs)-1]
 	if j.dirty && j.opts.Sync {
-		if err := fdatasync(head.f); err != nil {
+		if err := j.fdatasync(head.f); err != nil {
 			return fmt.Errorf("journal sync: %w", err)
 		}
 		j.dirty = false
@@ -637,6 +733,30 @@ func (*Journal) readAt(l loc) ([]byte, error) {
 	return v, nil
 }
 
+// fdatasync syncs f and reports how long it took.
+func (j *Journal) fdatasync(f *os.File) error {
+	start := time.Now()
+	err := fdatasync(f)
+	j.syncErr = err
+	if j.opts.ObserveSync != nil {
+		j.opts.ObserveSync(time.Since(start))
+	}
+	return err
+}
+
+// Health is whether the journal is refusing new keys for space (since the
+// last refusal, until a new key is written) and the error of its last
+// fdatasync (nil once one succeeds).
+func (j *Journal) Health() (full bool, syncErr error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.full, j.syncErr
+}
+
+// FreeBytes is the space left on the journal's volume for the collector's
+// user.
+func (j *Journal) FreeBytes() (int64, error) { return freeBytes(j.dir) }
+
 // Sync makes every record written so far durable.
 func (j *Journal) Sync() error {
 	j.mu.Lock()
@@ -651,7 +771,7 @@ func (j *Journal) syncLocked() error {
 	if !j.dirty || !j.opts.Sync {
 		return nil
 	}
-	if err := fdatasync(j.segs[len(j.segs)-1].f); err != nil {
+	if err := j.fdatasync(j.segs[len(j.segs)-1].f); err != nil {
 		return fmt.Errorf("journal sync: %w", err)
 	}
 	j.dirty = false

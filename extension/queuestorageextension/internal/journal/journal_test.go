@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -116,14 +117,16 @@ func TestTornTailIsCutOff(t *testing.T) {
 	}
 }
 
-// A record whose bytes were not all written (garbage where its end should
-// be) fails its checksum and is cut off with everything after it.
-func TestCorruptRecordFailsItsChecksum(t *testing.T) {
+// A damaged record in the middle of a segment fails its checksum and is
+// skipped: only it is lost, the records after it are kept, and Recovery
+// says where, how many records and how many bytes.
+func TestDamagedRecordIsSkipped(t *testing.T) {
 	dir := t.TempDir()
 	j := open(t, dir, 0)
 	set(t, j, "1", "first")
 	before := j.Stats().FileBytes
 	set(t, j, "2", "second")
+	second := j.Stats().FileBytes - before
 	set(t, j, "3", "third")
 	require.NoError(t, j.Close())
 
@@ -136,8 +139,78 @@ func TestCorruptRecordFailsItsChecksum(t *testing.T) {
 
 	j = open(t, dir, 0)
 	assert.Equal(t, "first", string(get(t, j, "1")))
+	assert.Nil(t, get(t, j, "2"), "the damaged record is lost")
+	assert.Equal(t, "third", string(get(t, j, "3")), "the record after it is kept")
+	rec := j.Recovered()
+	assert.Equal(t, []Damage{{File: filepath.Base(seg), Offset: before, Bytes: second, Records: 1, Exact: true}}, rec.Damaged)
+	assert.Equal(t, 1, rec.DamagedRecords)
+	assert.Equal(t, second, rec.DamagedBytes)
+	assert.Zero(t, rec.TornBytes, "damage with a valid record after it is not a torn tail")
+}
+
+// Damage in a record's header (its length) loses no more: the scan finds
+// the next record byte by byte, and the count says it is a lower bound.
+func TestDamagedHeaderIsSkipped(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 0)
+	set(t, j, "1", "first")
+	before := j.Stats().FileBytes
+	set(t, j, "2", "second")
+	set(t, j, "3", "third")
+	require.NoError(t, j.Close())
+	seg := filepath.Join(dir, fmt.Sprintf("%016x%s", 1, segSuffix))
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt([]byte{0x7f, 0x7f, 0x7f, 0x00}, before) // a length past the end
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	j = open(t, dir, 0)
+	assert.Equal(t, "first", string(get(t, j, "1")))
 	assert.Nil(t, get(t, j, "2"))
-	assert.Nil(t, get(t, j, "3"))
+	assert.Equal(t, "third", string(get(t, j, "3")))
+	require.Len(t, j.Recovered().Damaged, 1)
+	d := j.Recovered().Damaged[0]
+	assert.Equal(t, before, d.Offset)
+	assert.False(t, d.Exact)
+	assert.Equal(t, 1, d.Records)
+}
+
+// An older segment's damage is skipped the same way and its file is not
+// cut: appends go to the newest segment only.
+func TestDamagedOlderSegmentIsNotCut(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, dir, 256)
+	for i := range 12 {
+		set(t, j, strconv.Itoa(i), strings.Repeat("v", 60))
+	}
+	require.GreaterOrEqual(t, j.Stats().Segments, 3)
+	require.NoError(t, j.Close())
+	first := filepath.Join(dir, fmt.Sprintf("%016x%s", 1, segSuffix))
+	st, err := os.Stat(first)
+	require.NoError(t, err)
+	// Zero the end of the oldest segment: no valid record after the damage.
+	f, err := os.OpenFile(first, os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(make([]byte, 20), st.Size()-20)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+
+	j = open(t, dir, 256)
+	rec := j.Recovered()
+	require.Len(t, rec.Damaged, 1)
+	assert.Equal(t, filepath.Base(first), rec.Damaged[0].File)
+	assert.Zero(t, rec.TornBytes)
+	after, err := os.Stat(first)
+	require.NoError(t, err)
+	assert.Equal(t, st.Size(), after.Size(), "an older segment is not cut")
+	lost := 0
+	for i := range 12 {
+		if get(t, j, strconv.Itoa(i)) == nil {
+			lost++
+		}
+	}
+	assert.Equal(t, 1, lost, "only the damaged record")
 }
 
 // Segments roll at SegmentSize, and a segment goes once none of its values
