@@ -17,7 +17,6 @@
 package journal // import "github.com/otelcol-istio/otelcol-istio/extension/queuestorageextension/internal/journal"
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,35 +59,20 @@ type Options struct {
 	// SegmentSize is the size at which the head segment is closed and a new
 	// one started. A record larger than it gets a segment of its own.
 	SegmentSize int64
-	// Reserve is the base of the disk space kept free for overwrites,
-	// deletes and compaction: a write that creates a key is refused
-	// (ErrDiskFull) when it would leave less than Reserve plus the room the
-	// live keys' bookkeeping needs (see reserve) free on the volume. On a
-	// full disk the queue must still be able to record that it read and
-	// exported every item it holds, or it would wedge; new items are refused
-	// instead, which the sender sees as a retryable error. 0: no reserve.
+	// Reserve is disk space kept free for overwrites and deletes: a write
+	// that creates a key is refused (ErrDiskFull) when it would leave less
+	// than Reserve bytes free on the volume. On a full disk the queue must
+	// still be able to record that it read and exported items, or it
+	// would skip them; new items are refused instead, which the sender
+	// sees as a retryable error. 0: no reserve.
 	Reserve int64
 	// ObserveSync, if set, is told how long each fdatasync took.
 	ObserveSync func(time.Duration)
 }
 
-// DefaultReserve is the fixed part of the reserve: slack for the records
-// of a start (the queue re-writes its metadata) and for the file system.
+// DefaultReserve is room for the reads and deletes of thousands of queue
+// items (a record of those is about a hundred bytes).
 const DefaultReserve = 1 << 20
-
-// bookkeepingPerKey is how many overwrite or delete records each live key
-// may still cause before it goes: a sending queue's read (its metadata)
-// and its delete (metadata and the item).
-const bookkeepingPerKey = 2
-
-// minBookkeepingRecord is the size assumed for such a record until a larger
-// one is seen: a queue's metadata record is about a hundred bytes.
-const minBookkeepingRecord = 256
-
-// recentDeletes is how many deleted values are remembered, so that a
-// value written again under a new key (a queue moving its unfinished items
-// at start) is not refused for space it had already been given.
-const recentDeletes = 64
 
 // ErrDiskFull is returned for a write of a new key that would eat into
 // Options.Reserve. It wraps storage.ErrStorageFull, so that errors.Is sees
@@ -131,10 +115,6 @@ type Journal struct {
 	// succeeds); syncErr: the last fdatasync failed (until one succeeds).
 	full    bool
 	syncErr error
-	// maxBookkeeping is the largest record seen that created no key.
-	maxBookkeeping int64
-	// deleted are the places of recently deleted values, newest last.
-	deleted []loc
 }
 
 // Recovery describes what Open did to the files it found.
@@ -522,26 +502,10 @@ func (j *Journal) Batch(ops []Op) error {
 	if writes == 0 {
 		return nil
 	}
-	// Values this batch deletes, remembered after it is written.
-	var dropped []loc
-	for _, op := range ops {
-		if l, ok := j.index[op.Key]; ok && op.Kind == Delete {
-			dropped = append(dropped, l)
-		}
-	}
 	// One buffer for every record, reused: records are written one at a
 	// time, and a queue item can be megabytes.
 	rec := encode(append(slices.Grow(j.buf[:0], headerSize+payloadSize(ops)), make([]byte, headerSize)...), ops)
-	check := noCheck
-	switch {
-	case durable && j.rewritesDeleted(ops):
-		check = checkBase
-	case durable:
-		check = checkReserve
-	default:
-		j.maxBookkeeping = max(j.maxBookkeeping, int64(len(rec)))
-	}
-	err := j.write(rec, durable, check)
+	err := j.write(rec, durable, durable)
 	if cap(rec) <= maxKeptBuffer {
 		j.buf = rec[:0]
 	}
@@ -550,10 +514,6 @@ func (j *Journal) Batch(ops []Op) error {
 	}
 	if durable {
 		j.full = false
-	}
-	j.deleted = append(j.deleted, dropped...)
-	if n := len(j.deleted); n > recentDeletes {
-		j.deleted = slices.Delete(j.deleted, 0, n-recentDeletes)
 	}
 	if err := j.reclaim(); err != nil {
 		return err
@@ -569,9 +529,6 @@ func (j *Journal) retireHead(minSize int64) error {
 	head := j.segs[len(j.segs)-1]
 	if len(j.segs) > 1 || head.size == 0 || head.size < minSize || head.liveBytes >= head.size/4 {
 		return nil
-	}
-	if !j.roomToCompact(head) {
-		return nil // later, when fewer values are live
 	}
 	if err := j.roll(); err != nil {
 		return err
@@ -614,82 +571,11 @@ func payloadSize(ops []Op) int {
 // (a request near the item limit) is garbage once written, not held.
 const maxKeptBuffer = 1 << 20
 
-// spaceCheck is what a write must leave free on the volume.
-type spaceCheck int
-
-const (
-	noCheck      spaceCheck = iota // overwrites, deletes, compaction: what the reserve is for
-	checkReserve                   // a new key: the whole reserve
-	checkBase                      // a deleted value written again: only Options.Reserve
-)
-
-// reserve is the room kept for what the live keys will still write: the
-// base, and for each live key (and the one being created) its bookkeeping
-// records, at the largest such record seen. Compaction needs no room of its
-// own: it only runs when its copy fits (roomToCompact), and draining the
-// queue shrinks the copy to nothing.
-func (j *Journal) reserve() int64 {
-	if j.opts.Reserve <= 0 {
-		return 0
-	}
-	per := max(j.maxBookkeeping, minBookkeepingRecord)
-	return j.opts.Reserve + int64(len(j.index)+1)*bookkeepingPerKey*per
-}
-
-// rewritesDeleted reports whether every new key ops creates gets a value
-// deleted by a recent batch: a sending queue moving its unfinished items at
-// start deletes each and writes it again under a new key. That room was
-// checked when the value was first written, so only the base is kept.
-func (j *Journal) rewritesDeleted(ops []Op) bool {
-	found := false
-	for _, op := range ops {
-		if op.Kind != Set {
-			continue
-		}
-		if _, ok := j.index[op.Key]; ok {
-			continue
-		}
-		if !j.wasDeleted(op.Value) {
-			return false
-		}
-		found = true
-	}
-	return found
-}
-
-func (j *Journal) wasDeleted(v []byte) bool {
-	for i := len(j.deleted) - 1; i >= 0; i-- {
-		l := j.deleted[i]
-		if l.n != int64(len(v)) {
-			continue
-		}
-		if old, err := j.readAt(l); err == nil && bytes.Equal(old, v) {
-			j.deleted = slices.Delete(j.deleted, i, i+1) // once
-			return true
-		}
-	}
-	return false
-}
-
-// compactSlack is room left free after a compaction's copy: it may use
-// the reserve (it frees the whole segment right after), not the last byte.
-const compactSlack = 64 << 10
-
-// roomToCompact reports whether the volume has room for s's live values
-// (and their keys); a compaction that would not fit waits until fewer are
-// live, instead of failing the write that set it off.
-func (j *Journal) roomToCompact(s *segment) bool {
-	if j.opts.Reserve <= 0 {
-		return true
-	}
-	free, err := freeBytes(j.dir)
-	return err != nil || free >= s.liveBytes+int64(s.live)*64+compactSlack
-}
-
 // write writes one record (headerSize bytes for its header, then its
 // payload) at the head and indexes it. With durable (and Options.Sync) it is
-// on disk before write returns; check says what it must leave free.
-func (j *Journal) write(rec []byte, durable bool, check spaceCheck) error {
+// on disk before write returns; with reserve it is refused when it would
+// eat into Options.Reserve (a compaction, which frees space, is not).
+func (j *Journal) write(rec []byte, durable, reserve bool) error {
 	payload := rec[headerSize:]
 	head := j.segs[len(j.segs)-1]
 	size := int64(len(rec))
@@ -699,21 +585,17 @@ func (j *Journal) write(rec []byte, durable bool, check spaceCheck) error {
 		}
 		head = j.segs[len(j.segs)-1]
 	}
-	if check != noCheck && j.opts.Reserve > 0 {
-		keep := j.reserve()
-		if check == checkBase {
-			keep = j.opts.Reserve
-		}
+	if reserve && j.opts.Reserve > 0 {
 		free, ferr := freeBytes(j.dir)
-		if ferr == nil && free < size+keep {
+		if ferr == nil && free < size+j.opts.Reserve {
 			// Dead values in the head may be what fills the volume (a small
 			// volume, a queue that just drained): free them, then look again.
 			if err := j.retireHead(0); err != nil {
 				return err
 			}
-			if free, ferr = freeBytes(j.dir); ferr == nil && free < size+keep {
+			if free, ferr = freeBytes(j.dir); ferr == nil && free < size+j.opts.Reserve {
 				j.full = true
-				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads, deletes and compaction", ErrDiskFull, free, size, keep)
+				return fmt.Errorf("%w: %d bytes free, %d needed plus %d kept for the queue's reads and deletes", ErrDiskFull, free, size, j.opts.Reserve)
 			}
 			head = j.segs[len(j.segs)-1]
 		}
@@ -815,7 +697,7 @@ func (j *Journal) reclaim() error {
 // three newer segments exist (or the head is being retired), so copying its
 // live values forward frees far more than it writes.
 func (j *Journal) compactable(s *segment) bool {
-	return (len(j.segs) >= 4 || j.retiring) && s.liveBytes < max(s.size, j.opts.SegmentSize)/4 && (j.retiring || j.roomToCompact(s))
+	return (len(j.segs) >= 4 || j.retiring) && s.liveBytes < max(s.size, j.opts.SegmentSize)/4
 }
 
 // compact rewrites s's live values at the head, durably, so s can go.
@@ -832,7 +714,7 @@ func (j *Journal) compact(s *segment) error {
 		ops = append(ops, Op{Kind: Set, Key: key, Value: v})
 	}
 	slices.SortFunc(ops, func(a, b Op) int { return strings.Compare(a.Key, b.Key) })
-	return j.write(encode(make([]byte, headerSize), ops), true, noCheck)
+	return j.write(encode(make([]byte, headerSize), ops), true, false)
 }
 
 func (j *Journal) read(key string) ([]byte, error) {
