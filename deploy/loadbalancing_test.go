@@ -16,10 +16,10 @@ import (
 // attributes with routing_attributes).
 var traceRoutingKeys = []string{"traceID", "service", "attributes"}
 
-// TestLoadbalancingTier checks the first tier's collector config: the
-// upstream contrib image cannot run here, so its `validate` cannot either;
-// these are the facts the tier depends on.
-func TestLoadbalancingTier(t *testing.T) {
+// loadbalancerTier renders the loadbalancing overlay and returns its
+// objects, the first-tier workload and that workload's collector config.
+func loadbalancerTier(t *testing.T) ([]manifest.Object, *policy.Workload, *collectorconfig.Config) {
+	t.Helper()
 	objs := render(t, "kubernetes/overlays/loadbalancing")
 	cms := manifest.Of[*corev1.ConfigMap](objs)
 	var lb *policy.Workload
@@ -39,6 +39,14 @@ func TestLoadbalancingTier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return objs, lb, cfg
+}
+
+// TestLoadbalancingTier checks the first tier's collector config: the
+// upstream contrib image cannot run here, so its `validate` cannot either;
+// these are the facts the tier depends on.
+func TestLoadbalancingTier(t *testing.T) {
+	objs, _, cfg := loadbalancerTier(t)
 	var headless *corev1.Service
 	for _, svc := range manifest.Of[*corev1.Service](objs) {
 		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
@@ -106,25 +114,7 @@ func TestLoadbalancingTier(t *testing.T) {
 // (policy.CheckWorkload holds every extra container to the collector's
 // rules).
 func TestLoadbalancingTierNotReadyWithoutSecondTier(t *testing.T) {
-	objs := render(t, "kubernetes/overlays/loadbalancing")
-	cms := manifest.Of[*corev1.ConfigMap](objs)
-	var lb *policy.Workload
-	for _, w := range policy.Workloads(runtimeObjects(objs)) {
-		if w.Template.Labels["app.kubernetes.io/component"] == "loadbalancer" {
-			lb = &w
-		}
-	}
-	if lb == nil {
-		t.Fatal("no loadbalancer workload")
-	}
-	_, _, text, err := lb.CollectorConfig(cms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := collectorconfig.Parse(text, lb.Env(cms))
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs, lb, cfg := loadbalancerTier(t)
 	hosts := map[string]bool{}
 	for _, e := range cfg.OfType("exporters", "loadbalancing") {
 		hosts[collectorconfig.GetString(e.Settings, "resolver", "dns", "hostname")] = true

@@ -61,8 +61,17 @@ func (e *echoes) remember(headerValue string) {
 			needles = append(needles, echoForms(strings.TrimSpace(token))...)
 		}
 	}
-	// Longest first, so "Bearer abc" goes before "abc".
-	slices.SortFunc(needles, func(a, b string) int { return len(b) - len(a) })
+	// Folded once here, not on every answer (find compares folded bytes);
+	// longest first, so "Bearer abc" goes before "abc".
+	for i, n := range needles {
+		needles[i] = string(asciiLower([]byte(n)))
+	}
+	slices.SortFunc(needles, func(a, b string) int {
+		if d := len(b) - len(a); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b) // equal ones side by side, for Compact
+	})
 	e.needles = slices.Compact(needles)
 }
 
@@ -167,10 +176,10 @@ func (e *echoes) find(b []byte) [][2]int {
 	if len(needles) == 0 {
 		return nil
 	}
-	folded := asciiLower([]byte(string(b)))
+	folded := asciiLower(bytes.Clone(b))
 	var spans [][2]int
 	for _, n := range needles {
-		needle := asciiLower([]byte(n))
+		needle := []byte(n) // already folded by remember
 		for off := 0; ; {
 			i := bytes.Index(folded[off:], needle)
 			if i < 0 {

@@ -117,9 +117,8 @@ func CheckWorkload(w Workload, cfgText string, env map[string]string) Findings {
 	return fs
 }
 
-// checkHelperContainer holds a container beside the collector (such as a
-// readiness check) to the same hardening, image pinning and resource rules.
-func checkHelperContainer(id string, spec corev1.PodSpec, c *corev1.Container) Findings {
+// checkRequestsAndLimits: a CPU and a memory request and limit.
+func checkRequestsAndLimits(id string, c *corev1.Container) Findings {
 	var fs Findings
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		if _, ok := c.Resources.Requests[r]; !ok {
@@ -129,6 +128,13 @@ func checkHelperContainer(id string, spec corev1.PodSpec, c *corev1.Container) F
 			fs.add("resources", id, "no %s limit", r)
 		}
 	}
+	return fs
+}
+
+// checkHelperContainer holds a container beside the collector (such as a
+// readiness check) to the same hardening, image pinning and resource rules.
+func checkHelperContainer(id string, spec corev1.PodSpec, c *corev1.Container) Findings {
+	fs := checkRequestsAndLimits(id, c)
 	fs = append(fs, checkSecurity(id, spec, c)...)
 	fs = append(fs, checkImage(id, c)...)
 	fs = append(fs, checkEnvSecrets(id, c)...)
@@ -136,15 +142,7 @@ func checkHelperContainer(id string, spec corev1.PodSpec, c *corev1.Container) F
 }
 
 func checkResources(id string, c *corev1.Container, cfg *collectorconfig.Config) Findings {
-	var fs Findings
-	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		if _, ok := c.Resources.Requests[r]; !ok {
-			fs.add("resources", id, "no %s request", r)
-		}
-		if _, ok := c.Resources.Limits[r]; !ok {
-			fs.add("resources", id, "no %s limit", r)
-		}
-	}
+	fs := checkRequestsAndLimits(id, c)
 	limit, ok := c.Resources.Limits[corev1.ResourceMemory]
 	if !ok {
 		return fs
